@@ -1,0 +1,154 @@
+// One interface, two drivers: embedded PGlite (zero setup) and a pooled PostgreSQL connection.
+// Everything above this file speaks only `Database` / `Queryable`, so the SQL is the same for both.
+import { mkdirSync } from 'node:fs';
+import { PGlite, types as pgliteTypes } from '@electric-sql/pglite';
+import { btree_gist } from '@electric-sql/pglite/contrib/btree_gist';
+import pg from 'pg';
+
+export interface QueryResult<T> {
+  rows: T[];
+  rowCount: number;
+}
+
+export interface Queryable {
+  query<T = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<QueryResult<T>>;
+  /** Several statements without parameters (migrations). */
+  exec(sql: string): Promise<void>;
+}
+
+export type DatabaseKind = 'pglite' | 'postgres';
+
+export interface Database extends Queryable {
+  readonly kind: DatabaseKind;
+  /** BEGIN … COMMIT around fn; ROLLBACK and rethrow if fn throws. */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  /** One cheap round trip; throws when the database is unreachable. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+// Calendar dates stay strings ("1990-04-01"): turning them into Date objects would shift
+// them by the server's time zone, and a date of birth has no time zone.
+const DATE_OID = 1082;
+const INT8_OID = 20;
+
+export interface PgliteOptions {
+  /** A directory to persist to, or undefined for an in-memory database. */
+  dataDir: string | undefined;
+}
+
+export async function openPglite({ dataDir }: PgliteOptions): Promise<Database> {
+  if (dataDir !== undefined) mkdirSync(dataDir, { recursive: true });
+  const db = await PGlite.create({
+    ...(dataDir === undefined ? {} : { dataDir }),
+    extensions: { btree_gist },
+    parsers: {
+      [DATE_OID]: (value: string) => value,
+      [pgliteTypes.INT8]: (value: string) => Number(value),
+    },
+  });
+  const wrap = (target: Pick<PGlite, 'query' | 'exec'>): Queryable => ({
+    async query<T>(sql: string, params: readonly unknown[] = []) {
+      const result = await target.query<T>(sql, params as unknown[]);
+      return { rows: result.rows, rowCount: result.affectedRows || result.rows.length };
+    },
+    async exec(sql: string) {
+      await target.exec(sql);
+    },
+  });
+  const root = wrap(db);
+  return {
+    kind: 'pglite',
+    query: root.query,
+    exec: root.exec,
+    transaction: (fn) => db.transaction((tx) => fn(wrap(tx))),
+    async ping() {
+      await db.query('SELECT 1');
+    },
+    async close() {
+      if (!db.closed) await db.close();
+    },
+  };
+}
+
+export interface PostgresOptions {
+  connectionString: string;
+  poolSize: number;
+  /** Extra search_path entries first (tests isolate themselves in a schema). */
+  searchPath?: string;
+  applicationName?: string;
+}
+
+export async function openPostgres(options: PostgresOptions): Promise<Database> {
+  const pool = new pg.Pool({
+    connectionString: options.connectionString,
+    max: options.poolSize,
+    connectionTimeoutMillis: 5_000,
+    idleTimeoutMillis: 30_000,
+    application_name: options.applicationName ?? 'medspasync-pro',
+    ...(options.searchPath ? { options: `-c search_path=${options.searchPath}` } : {}),
+    types: {
+      getTypeParser: ((oid: number, format?: 'text' | 'binary') => {
+        if (oid === DATE_OID) return (value: string) => value;
+        if (oid === INT8_OID) return (value: string) => Number(value);
+        return pg.types.getTypeParser(oid, format);
+      }) as typeof pg.types.getTypeParser,
+    },
+  });
+  // An idle client losing its connection (database restart) must not crash the process;
+  // the pool drops it and the next query gets a fresh one.
+  pool.on('error', () => {});
+
+  const wrap = (target: pg.Pool | pg.PoolClient): Queryable => ({
+    async query<T>(sql: string, params: readonly unknown[] = []) {
+      const result = await target.query(sql, params as unknown[]);
+      return { rows: result.rows as T[], rowCount: result.rowCount ?? result.rows.length };
+    },
+    async exec(sql: string) {
+      await target.query(sql);
+    },
+  });
+  const root = wrap(pool);
+  return {
+    kind: 'postgres',
+    query: root.query,
+    exec: root.exec,
+    async transaction(fn) {
+      const client = await pool.connect();
+      let broken = false;
+      try {
+        await client.query('BEGIN');
+        const result = await fn(wrap(client));
+        await client.query('COMMIT');
+        return result;
+      } catch (error) {
+        try {
+          await client.query('ROLLBACK');
+        } catch {
+          broken = true; // the connection itself failed; don't return it to the pool
+        }
+        throw error;
+      } finally {
+        client.release(broken);
+      }
+    },
+    async ping() {
+      await pool.query('SELECT 1');
+    },
+    async close() {
+      await pool.end();
+    },
+  };
+}
+
+export interface OpenDatabaseOptions {
+  databaseUrl: string | undefined;
+  dataDir: string | undefined;
+  poolSize: number;
+}
+
+export function openDatabase(options: OpenDatabaseOptions): Promise<Database> {
+  return options.databaseUrl
+    ? openPostgres({ connectionString: options.databaseUrl, poolSize: options.poolSize })
+    : openPglite({ dataDir: options.dataDir });
+}

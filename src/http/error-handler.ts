@@ -1,0 +1,193 @@
+// One place turns every failure — ours, Fastify's, Ajv's, the database's — into the blueprint's
+// envelope. Client errors keep their (safe) message; anything unexpected becomes a bare 500 whose
+// details only reach the log, under the requestId the client was given.
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import FindMyWay, { type HTTPVersion } from 'find-my-way';
+import { AppError, envelope, type ErrorDetail } from './errors.js';
+
+interface AjvIssue {
+  instancePath: string;
+  keyword: string;
+  params: Record<string, unknown>;
+  message?: string;
+}
+
+const CODE_BY_STATUS: Record<number, string> = {
+  400: 'BAD_REQUEST',
+  401: 'UNAUTHORIZED',
+  403: 'FORBIDDEN',
+  404: 'NOT_FOUND',
+  405: 'METHOD_NOT_ALLOWED',
+  406: 'NOT_ACCEPTABLE',
+  408: 'REQUEST_TIMEOUT',
+  409: 'CONFLICT',
+  410: 'GONE',
+  411: 'LENGTH_REQUIRED',
+  413: 'PAYLOAD_TOO_LARGE',
+  414: 'URI_TOO_LONG',
+  415: 'UNSUPPORTED_MEDIA_TYPE',
+  422: 'UNPROCESSABLE_ENTITY',
+  429: 'RATE_LIMITED',
+  431: 'HEADERS_TOO_LARGE',
+  503: 'SERVICE_UNAVAILABLE',
+  504: 'GATEWAY_TIMEOUT',
+};
+
+// Fastify's own messages for these are written for developers of Fastify; ours name the fix.
+const FRIENDLY_MESSAGES: Record<string, { code: string; message: string }> = {
+  FST_ERR_CTP_INVALID_JSON_BODY: { code: 'INVALID_JSON', message: 'The request body is not valid JSON' },
+  FST_ERR_CTP_EMPTY_JSON_BODY: {
+    code: 'INVALID_JSON',
+    message: 'The request body is empty but Content-Type says application/json',
+  },
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: {
+    code: 'UNSUPPORTED_MEDIA_TYPE',
+    message: 'Unsupported Content-Type: send application/json',
+  },
+  FST_ERR_CTP_BODY_TOO_LARGE: { code: 'PAYLOAD_TOO_LARGE', message: 'The request body is larger than this endpoint accepts' },
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: {
+    code: 'BAD_REQUEST',
+    message: 'The request body size does not match Content-Length',
+  },
+};
+
+/** "body.address.postalCode" style paths, naming the missing or unexpected property itself. */
+function fieldOf(issue: AjvIssue, context: string | undefined): string {
+  const segments = issue.instancePath
+    .split('/')
+    .slice(1)
+    .map((segment) => segment.replace(/~1/g, '/').replace(/~0/g, '~'));
+  if (issue.keyword === 'required' && typeof issue.params.missingProperty === 'string') {
+    segments.push(issue.params.missingProperty);
+  }
+  if (issue.keyword === 'additionalProperties' && typeof issue.params.additionalProperty === 'string') {
+    segments.push(issue.params.additionalProperty);
+  }
+  if (segments.length > 0) return segments.join('.');
+  return context === 'body' || context === undefined ? '(body)' : `(${context})`;
+}
+
+function messageOf(issue: AjvIssue): string {
+  switch (issue.keyword) {
+    case 'required':
+      return 'is required';
+    case 'additionalProperties':
+      return 'is not an accepted field';
+    case 'enum':
+      return `must be one of ${(issue.params.allowedValues as unknown[]).map(String).join(', ')}`;
+    case 'format':
+      return `must be a valid ${String(issue.params.format)}`;
+    default:
+      return issue.message ?? 'is invalid';
+  }
+}
+
+export function validationDetails(issues: AjvIssue[], context: string | undefined): ErrorDetail[] {
+  const details: ErrorDetail[] = [];
+  const seen = new Set<string>();
+  for (const issue of issues) {
+    // anyOf/oneOf branches repeat the same complaint per branch; one line per field is enough.
+    if (issue.keyword === 'anyOf' || issue.keyword === 'oneOf') continue;
+    const detail = { field: fieldOf(issue, context), message: messageOf(issue) };
+    const key = `${detail.field}\u0000${detail.message}`;
+    if (!seen.has(key)) {
+      seen.add(key);
+      details.push(detail);
+    }
+  }
+  return details;
+}
+
+/** Database errors that mean "the database is not there right now", as opposed to a bug. */
+export function isDatabaseUnavailable(error: unknown): boolean {
+  const err = error as { code?: string; message?: string } | null;
+  if (err === null || typeof err !== 'object') return false;
+  if (['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EPIPE', '57P01', '57P02', '57P03', '08000', '08003', '08006', '08001', '08004'].includes(err.code ?? '')) {
+    return true;
+  }
+  return /timeout exceeded when trying to connect|Connection terminated|PGlite is closed/i.test(err.message ?? '');
+}
+
+function send(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  status: number,
+  code: string,
+  message: string,
+  details: ErrorDetail[] = [],
+  headers: Record<string, string> = {},
+) {
+  return reply
+    .code(status)
+    .headers(headers)
+    .type('application/json; charset=utf-8')
+    .send(envelope(code, message, details, request.id, request.correlationId));
+}
+
+export function replyWithError(request: FastifyRequest, reply: FastifyReply, error: unknown) {
+  if (error instanceof AppError) {
+    if (error.statusCode >= 500) request.log.warn({ code: error.code }, error.message);
+    return send(request, reply, error.statusCode, String(error.code), error.message, error.details, error.headers);
+  }
+  const fastifyError = error as FastifyError & { validation?: AjvIssue[]; validationContext?: string };
+  if (Array.isArray(fastifyError.validation)) {
+    return send(
+      request,
+      reply,
+      400,
+      'VALIDATION_ERROR',
+      'Invalid input data',
+      validationDetails(fastifyError.validation, fastifyError.validationContext),
+    );
+  }
+  const friendly = fastifyError.code ? FRIENDLY_MESSAGES[fastifyError.code] : undefined;
+  const status = fastifyError.statusCode;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    return send(
+      request,
+      reply,
+      status,
+      friendly?.code ?? CODE_BY_STATUS[status] ?? 'BAD_REQUEST',
+      friendly?.message ?? fastifyError.message,
+    );
+  }
+  if (isDatabaseUnavailable(error)) {
+    request.log.error({ err: error }, 'database unavailable');
+    return send(request, reply, 503, 'SERVICE_UNAVAILABLE', 'The database is unavailable; try again shortly', [], {
+      'retry-after': '5',
+    });
+  }
+  request.log.error({ err: error }, 'unexpected error');
+  return send(request, reply, 500, 'INTERNAL_ERROR', 'An unexpected error occurred');
+}
+
+const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
+
+export function registerErrorHandling(app: FastifyInstance): void {
+  // A shadow router of every route's path, so an unmatched request can tell "no such path" (404)
+  // from "path exists, not with this method" (405 with Allow).
+  const paths = FindMyWay<HTTPVersion.V1>();
+  app.addHook('onRoute', (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    for (const method of methods) {
+      try {
+        paths.on(method as (typeof METHODS)[number], route.url, () => {});
+      } catch {
+        // the same method and path registered twice (HEAD for GET); nothing to add
+      }
+    }
+  });
+
+  app.setErrorHandler((error, request, reply) => replyWithError(request, reply, error));
+
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0] ?? '/';
+    const allowed = METHODS.filter((method) => paths.find(method, path) !== null);
+    if (allowed.length > 0) {
+      return send(request, reply, 405, 'METHOD_NOT_ALLOWED', `${request.method} is not allowed on this path`, [], {
+        allow: allowed.join(', '),
+      });
+    }
+    return send(request, reply, 404, 'NOT_FOUND', 'No such endpoint');
+  });
+}

@@ -1,0 +1,114 @@
+// The API description is generated from the route schemas (so it can't drift from the code) and
+// served per version: /v1/openapi.json holds only /v1 operations, written relative to the
+// blueprint's servers (https://api.medspasync.com/v1 …). /docs renders it with Scalar, whose
+// bundle is served from node_modules: no CDN, works offline.
+import swagger from '@fastify/swagger';
+import scalar from '@scalar/fastify-api-reference';
+import type { FastifyInstance } from 'fastify';
+import type { Config } from '../config.js';
+import { ErrorEnvelope } from './errors.js';
+
+const BLUEPRINT_SERVERS = [
+  { url: 'https://api.medspasync.com/v1', description: 'Production server' },
+  { url: 'https://staging-api.medspasync.com/v1', description: 'Staging server' },
+  { url: 'https://dev-api.medspasync.com/v1', description: 'Development server' },
+];
+
+const STATUS_DESCRIPTIONS: Record<number, string> = {
+  400: 'Bad Request - Invalid request data',
+  401: 'Unauthorized - Authentication required',
+  403: 'Forbidden - Insufficient permissions',
+  404: 'Not Found - Resource not found',
+  405: 'Method Not Allowed',
+  409: 'Conflict - Resource conflict',
+  410: 'Gone - API version retired',
+  413: 'Payload Too Large',
+  415: 'Unsupported Media Type',
+  422: 'Unprocessable Entity - Validation error',
+  429: 'Too Many Requests - Rate limit exceeded',
+  500: 'Internal Server Error - Unexpected error',
+  502: 'Bad Gateway - Upstream service error',
+  503: 'Service Unavailable - Service temporarily unavailable',
+  504: 'Gateway Timeout - Upstream timeout',
+};
+
+/** Response schemas for a route's error statuses, all the shared envelope. */
+export function errorResponses(...statuses: number[]): Record<number, { description: string; $ref: string }> {
+  return Object.fromEntries(
+    statuses.map((status) => [status, { description: STATUS_DESCRIPTIONS[status] ?? 'Error', $ref: 'ErrorEnvelope#' }]),
+  );
+}
+
+type OpenApiDocument = {
+  openapi: string;
+  servers?: unknown[];
+  paths?: Record<string, unknown>;
+  [key: string]: unknown;
+};
+
+/** The slice of the generated document that belongs to one version, paths relative to it. */
+export function documentForVersion(full: OpenApiDocument, version: string, localBaseUrl?: string): OpenApiDocument {
+  const prefix = `/${version}`;
+  const paths: Record<string, unknown> = {};
+  for (const [path, item] of Object.entries(full.paths ?? {})) {
+    if (path.startsWith(`${prefix}/`)) paths[path.slice(prefix.length)] = item;
+  }
+  const servers = [
+    { url: localBaseUrl ? `${localBaseUrl}${prefix}` : prefix, description: 'This server' },
+    ...BLUEPRINT_SERVERS.map((server) => ({ ...server, url: server.url.replace(/\/v1$/, prefix) })),
+  ];
+  return { ...full, info: { ...(full.info as object), version: version === 'v1' ? '1.0.0' : '2.0.0-beta' }, servers, paths };
+}
+
+export async function registerOpenApi(app: FastifyInstance, config: Config): Promise<void> {
+  app.addSchema(ErrorEnvelope);
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'MedSpaSync Pro API',
+        version: '1.0.0',
+        description: 'HIPAA-compliant healthcare management API',
+        contact: { name: 'MedSpaSync Support', email: 'support@medspasync.com' },
+        license: { name: 'MIT', url: 'https://opensource.org/licenses/MIT' },
+      },
+      servers: BLUEPRINT_SERVERS,
+      security: [{ BearerAuth: [] }, { ApiKeyAuth: [] }],
+      components: {
+        securitySchemes: {
+          BearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
+          ApiKeyAuth: { type: 'apiKey', in: 'header', name: 'X-API-Key' },
+        },
+      },
+      tags: [
+        { name: 'Authentication', description: 'Login, tokens, MFA' },
+        { name: 'Patients', description: 'Patient records (PHI)' },
+        { name: 'Appointments', description: 'Scheduling without double booking' },
+        { name: 'AI', description: 'Reconciliation of outside records' },
+        { name: 'Meta', description: 'Versions and API description' },
+      ],
+    },
+    refResolver: {
+      buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`),
+    },
+  });
+
+  for (const version of ['v1'] as const) {
+    app.get(
+      `/${version}/openapi.json`,
+      { schema: { hide: true }, config: { public: true } },
+      async () => documentForVersion(app.swagger() as unknown as OpenApiDocument, version, config.publicBaseUrl),
+    );
+  }
+
+  await app.register(scalar, {
+    routePrefix: '/docs',
+    configuration: {
+      url: '/v1/openapi.json',
+      title: 'MedSpaSync Pro API reference',
+      withDefaultFonts: false,
+      hideClientButton: true,
+      telemetry: false,
+    } as Record<string, unknown>,
+  });
+}

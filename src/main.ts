@@ -1,0 +1,91 @@
+// Process entry: configuration, build, first start, listen, graceful shutdown.
+import { buildApp } from './app.js';
+import { ConfigError, loadConfig, type Config } from './config.js';
+import { ensureFirstPractice } from './users/first-start.js';
+
+function readConfigOrExit(): Config {
+  try {
+    return loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`Configuration error: ${error.message}\n`);
+      process.exit(78); // EX_CONFIG
+    }
+    throw error;
+  }
+}
+
+async function main(): Promise<void> {
+  const config = readConfigOrExit();
+  const app = await buildApp(config);
+
+  const firstStart = await ensureFirstPractice(app.db, {
+    practiceName: config.practiceName,
+    timeZone: config.practiceTimeZone,
+    adminEmail: config.adminEmail,
+    adminPassword: config.adminPassword,
+  });
+
+  let shuttingDown = false;
+  const shutdown = (signal: string) => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    app.log.info({ signal }, 'shutting down: no new connections, finishing in-flight requests');
+    // Past the grace period we close anyway, so a stuck client can't hold a deploy hostage.
+    const force = setTimeout(() => {
+      app.log.error('graceful shutdown timed out; exiting');
+      process.exit(1);
+    }, config.shutdownGraceMs + 5000);
+    force.unref();
+    app.server.closeIdleConnections?.();
+    setTimeout(() => app.server.closeAllConnections?.(), config.shutdownGraceMs).unref();
+    app.close().then(
+      () => {
+        app.log.info('shutdown complete');
+        process.exit(0);
+      },
+      (error: unknown) => {
+        app.log.error({ err: error }, 'error during shutdown');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+
+  const address = await app.listen({ port: config.port, host: config.host });
+  const base = address.replace('0.0.0.0', 'localhost').replace('[::]', 'localhost');
+  const storage = config.databaseUrl ? 'PostgreSQL (DATABASE_URL)' : `embedded PGlite in ${config.dataDir}`;
+  const lines = [
+    '',
+    `MedSpaSync Pro API listening on ${base}`,
+    `  API reference:  ${base}/docs`,
+    `  OpenAPI:        ${base}/v1/openapi.json`,
+    `  Health:         ${base}/health`,
+    `  Storage:        ${storage}`,
+  ];
+  if (firstStart) {
+    lines.push('', 'First start: created a practice and its administrator.', `  Email:    ${firstStart.adminEmail}`);
+    if (firstStart.generatedPassword) {
+      lines.push(
+        `  Password: ${firstStart.generatedPassword}`,
+        '  (shown only this once; set MEDSPA_ADMIN_PASSWORD before the first start to choose it)',
+      );
+    } else {
+      lines.push('  Password: the value of MEDSPA_ADMIN_PASSWORD');
+    }
+  }
+  lines.push(
+    '',
+    `Log in:  curl -s -X POST ${base}/v1/auth/login -H 'content-type: application/json' \\`,
+    `           -d '{"email":"<admin email>","password":"<password>"}'`,
+    '',
+  );
+  // Printed to the terminal, not the JSON log: the generated password must not be kept in log storage.
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`Failed to start: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,177 @@
+// Every non-2xx response, whatever produced it, is the blueprint's error envelope (4.1) with the
+// same requestId as the X-Request-Id header, and no internals leak into it.
+import assert from 'node:assert/strict';
+import { after, describe, test } from 'node:test';
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
+import { Type } from 'typebox';
+import { AppError } from '../../src/http/errors.js';
+import { openPglite } from '../../src/db/database.js';
+import { startTestApp, type TestApp } from '../helpers/app.js';
+
+const probeRoutes: FastifyPluginAsync = async (app) => {
+  app.post(
+    '/v1/probe',
+    {
+      config: { public: true },
+      schema: {
+        body: Type.Object(
+          {
+            email: Type.String({ format: 'email' }),
+            age: Type.Integer({ minimum: 0, maximum: 150 }),
+            address: Type.Optional(Type.Object({ postalCode: Type.String({ pattern: '^[0-9]{5}$' }) })),
+          },
+          { additionalProperties: false },
+        ),
+      },
+    },
+    async () => ({ ok: true }),
+  );
+  app.get('/v1/probe/crash', { config: { public: true } }, async () => {
+    const error = new Error('relation "secret_table" does not exist at SELECT * FROM patients') as Error & {
+      detail?: string;
+    };
+    error.detail = 'Key (email)=(jane.doe@example.com) already exists.';
+    throw error;
+  });
+  app.get('/v1/probe/conflict', { config: { public: true } }, async () => {
+    throw new AppError('PATIENT_EXISTS', 409, 'A patient with this email already exists', [
+      { field: 'email', message: 'already used by patient p_1' },
+    ]);
+  });
+};
+
+function assertEnvelope(response: Awaited<ReturnType<FastifyInstance['inject']>>, status: number, code: string) {
+  assert.equal(response.statusCode, status, response.body);
+  assert.match(String(response.headers['content-type']), /^application\/json/);
+  const body = response.json() as { error: Record<string, unknown> };
+  assert.deepEqual(Object.keys(body), ['error']);
+  assert.deepEqual(Object.keys(body.error).sort(), ['code', 'correlationId', 'details', 'message', 'requestId', 'timestamp']);
+  assert.equal(body.error.code, code);
+  assert.equal(typeof body.error.message, 'string');
+  assert.ok(Array.isArray(body.error.details));
+  assert.ok(!Number.isNaN(Date.parse(String(body.error.timestamp))));
+  assert.equal(body.error.requestId, response.headers['x-request-id']);
+  assert.equal(body.error.correlationId, response.headers['x-correlation-id']);
+  return body.error as { code: string; message: string; details: Array<{ field: string; message: string }> };
+}
+
+const db = await openPglite({ dataDir: undefined });
+after(() => db.close());
+const t: TestApp = await startTestApp(db, {}, { plugins: [probeRoutes] });
+
+describe('error envelope', () => {
+
+  test('every response carries a fresh request id and echoes a supplied correlation id', async () => {
+    const first = await t.app.inject({ url: '/health', headers: { 'x-correlation-id': 'checkout-42' } });
+    const second = await t.app.inject({ url: '/health' });
+    assert.match(String(first.headers['x-request-id']), /^req_[0-9a-f]{24}$/);
+    assert.notEqual(first.headers['x-request-id'], second.headers['x-request-id']);
+    assert.equal(first.headers['x-correlation-id'], 'checkout-42');
+    assert.match(String(second.headers['x-correlation-id']), /^corr_/);
+  });
+
+  test('a client cannot choose its request id', async () => {
+    const response = await t.app.inject({ url: '/health', headers: { 'x-request-id': 'forged' } });
+    assert.notEqual(response.headers['x-request-id'], 'forged');
+  });
+
+  test('a correlation id with header-injection characters is replaced, not echoed', async () => {
+    const response = await t.app.inject({ url: '/health', headers: { 'x-correlation-id': 'a b<script>' } });
+    assert.match(String(response.headers['x-correlation-id']), /^corr_/);
+  });
+
+  test('unknown route is 404 NOT_FOUND', async () => {
+    assertEnvelope(await t.app.inject({ url: '/v1/nowhere' }), 404, 'NOT_FOUND');
+  });
+
+  test('known path with the wrong method is 405 with Allow', async () => {
+    const response = await t.app.inject({ method: 'DELETE', url: '/v1/probe' });
+    assertEnvelope(response, 405, 'METHOD_NOT_ALLOWED');
+    assert.equal(response.headers.allow, 'POST');
+  });
+
+  test('schema violations are 400 VALIDATION_ERROR with one detail per offending field', async () => {
+    const response = await t.app.inject({
+      method: 'POST',
+      url: '/v1/probe',
+      payload: { email: 'not-an-email', age: 'old', address: { postalCode: 'x' }, admin: true },
+    });
+    const error = assertEnvelope(response, 400, 'VALIDATION_ERROR');
+    const fields = error.details.map((d) => d.field).sort();
+    assert.deepEqual(fields, ['address.postalCode', 'admin', 'age', 'email']);
+    assert.equal(error.details.find((d) => d.field === 'email')?.message, 'must be a valid email');
+  });
+
+  test('a missing required field is named', async () => {
+    const error = assertEnvelope(
+      await t.app.inject({ method: 'POST', url: '/v1/probe', payload: { age: 3 } }),
+      400,
+      'VALIDATION_ERROR',
+    );
+    assert.deepEqual(error.details, [{ field: 'email', message: 'is required' }]);
+  });
+
+  test('malformed JSON is 400 INVALID_JSON', async () => {
+    const response = await t.app.inject({
+      method: 'POST',
+      url: '/v1/probe',
+      headers: { 'content-type': 'application/json' },
+      payload: '{"email": "a@b.co", ',
+    });
+    assertEnvelope(response, 400, 'INVALID_JSON');
+  });
+
+  test('an empty JSON body is 400 INVALID_JSON', async () => {
+    const response = await t.app.inject({
+      method: 'POST',
+      url: '/v1/probe',
+      headers: { 'content-type': 'application/json' },
+      payload: '',
+    });
+    assertEnvelope(response, 400, 'INVALID_JSON');
+  });
+
+  test('a prototype-poisoning body is refused, not merged', async () => {
+    const response = await t.app.inject({
+      method: 'POST',
+      url: '/v1/probe',
+      headers: { 'content-type': 'application/json' },
+      payload: '{"email":"a@b.co","age":1,"__proto__":{"admin":true}}',
+    });
+    assertEnvelope(response, 400, 'INVALID_JSON');
+  });
+
+  test('wrong content type is 415', async () => {
+    const response = await t.app.inject({
+      method: 'POST',
+      url: '/v1/probe',
+      headers: { 'content-type': 'application/xml' },
+      payload: '<email>a@b.co</email>',
+    });
+    assertEnvelope(response, 415, 'UNSUPPORTED_MEDIA_TYPE');
+  });
+
+  test('a body over the limit is 413', async () => {
+    const response = await t.app.inject({
+      method: 'POST',
+      url: '/v1/probe',
+      payload: { email: 'a@b.co', age: 1, pad: 'x'.repeat(1_100_000) },
+    });
+    assertEnvelope(response, 413, 'PAYLOAD_TOO_LARGE');
+  });
+
+  test('a typed application error keeps its status, code and details', async () => {
+    const error = assertEnvelope(await t.app.inject({ url: '/v1/probe/conflict' }), 409, 'PATIENT_EXISTS');
+    assert.deepEqual(error.details, [{ field: 'email', message: 'already used by patient p_1' }]);
+  });
+
+  test('an unexpected exception is a bare 500 without stack, SQL or driver detail', async () => {
+    const response = await t.app.inject({ url: '/v1/probe/crash' });
+    const error = assertEnvelope(response, 500, 'INTERNAL_ERROR');
+    assert.equal(error.message, 'An unexpected error occurred');
+    assert.doesNotMatch(response.body, /secret_table|SELECT|jane\.doe|at .*\.ts|stack/i);
+    const logged = t.logs.find((line) => line.requestId === response.headers['x-request-id'] && line.err);
+    assert.ok(logged, 'the failure is logged under the request id');
+    assert.doesNotMatch(JSON.stringify(logged), /jane\.doe/, 'pg detail with row values is not logged');
+  });
+});
