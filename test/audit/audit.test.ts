@@ -1,0 +1,76 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { recordAudit, sealAuditEvents, verifyAuditChain } from '../../src/audit/audit.js';
+import { withPractice, withSystem } from '../../src/db/scope.js';
+import { databaseTargets, migratedDatabase } from '../helpers/databases.js';
+
+for (const target of databaseTargets()) {
+  describe(`audit log on ${target.kind}`, async () => {
+    const db = await migratedDatabase(target);
+    const practiceId = await withSystem(db, async (tx) =>
+      (await tx.query<{ id: string }>("INSERT INTO practices (name) VALUES ('Audit Spa') RETURNING id")).rows[0]!.id,
+    );
+    const event = (action: string) => ({
+      practiceId,
+      actorType: 'user' as const,
+      actorId: 'u1',
+      action,
+      resourceType: 'patient',
+      resourceIds: ['p1', 'p2'],
+      outcome: 'success' as const,
+      ip: '203.0.113.9',
+      requestId: 'req_1',
+      details: { count: 2 },
+    });
+
+    test('events written in a rolled-back transaction do not exist', async () => {
+      await assert.rejects(
+        withPractice(db, practiceId, async (tx) => {
+          await recordAudit(tx, event('patient.update'));
+          throw new Error('change failed');
+        }),
+      );
+      const { rows } = await withPractice(db, practiceId, (tx) =>
+        tx.query("SELECT 1 FROM audit_events WHERE action = 'patient.update'"),
+      );
+      assert.equal(rows.length, 0);
+    });
+
+    test('sealed events form a verifiable hash chain per practice', async () => {
+      for (const action of ['patient.read', 'patient.list', 'auth.login']) {
+        await withPractice(db, practiceId, (tx) => recordAudit(tx, event(action)));
+      }
+      await withSystem(db, (tx) => recordAudit(tx, { ...event('auth.login_failed'), practiceId: null, outcome: 'failure' }));
+      assert.equal(await sealAuditEvents(db), 4);
+      assert.equal(await sealAuditEvents(db), 0);
+      assert.deepEqual(await verifyAuditChain(db, practiceId), { ok: true, checked: 3, brokenAt: null });
+      assert.deepEqual(await verifyAuditChain(db, null), { ok: true, checked: 1, brokenAt: null });
+      await withPractice(db, practiceId, (tx) => recordAudit(tx, event('patient.read')));
+      await sealAuditEvents(db);
+      assert.equal((await verifyAuditChain(db, practiceId)).checked, 4);
+    });
+
+    test('an event cannot be edited or deleted, even by the system role', async () => {
+      await assert.rejects(withSystem(db, (tx) => tx.query("UPDATE audit_events SET outcome = 'failure'")), /sealed|append-only|permission/);
+      await assert.rejects(withSystem(db, (tx) => tx.query('DELETE FROM audit_events')), /append-only|permission/);
+      await assert.rejects(db.query('DELETE FROM audit_events'), /append-only/);
+      await assert.rejects(db.query('TRUNCATE audit_events'), /append-only/);
+    });
+
+    test('a row altered behind the trigger’s back breaks verification at that row', async () => {
+      const { rows } = await withSystem(db, (tx) =>
+        tx.query<{ id: number }>("SELECT id FROM audit_events WHERE action = 'patient.list'"),
+      );
+      const tampered = rows[0]!.id;
+      // Only a database superuser can do this: disable the guard and rewrite history.
+      await db.transaction(async (tx) => {
+        await tx.query('ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_update');
+        await tx.query("UPDATE audit_events SET actor_id = 'someone-else' WHERE id = $1", [tampered]);
+        await tx.query('ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_update');
+      });
+      const result = await verifyAuditChain(db, practiceId);
+      assert.equal(result.ok, false);
+      assert.equal(result.brokenAt, tampered);
+    });
+  });
+}

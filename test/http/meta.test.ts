@@ -1,0 +1,155 @@
+// Versions (blueprint 5.1/5.2), health, and the generated OpenAPI document.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import { openPglite } from '../../src/db/database.js';
+import { startTestApp } from '../helpers/app.js';
+
+const db = await openPglite({ dataDir: undefined });
+after(() => db.close());
+const { app } = await startTestApp(db);
+
+describe('versions', () => {
+  test('GET /versions lists the registry: v1 stable, v2 beta', async () => {
+    const response = await app.inject({ url: '/versions' });
+    assert.equal(response.statusCode, 200);
+    const body = response.json() as { data: Array<{ version: string; status: string }>; migrationStrategy: object };
+    assert.deepEqual(
+      body.data.map((v) => [v.version, v.status]),
+      [
+        ['v1', 'stable'],
+        ['v2', 'beta'],
+      ],
+    );
+    assert.deepEqual(body.migrationStrategy, {
+      backwardCompatibility: true,
+      deprecationNotice: true,
+      automaticUpgrade: false,
+      migrationGuide: '/docs/migration',
+    });
+  });
+
+  test('the migration guide is served', async () => {
+    const response = await app.inject({ url: '/docs/migration' });
+    assert.equal(response.statusCode, 200);
+    assert.match(response.body, /phoneNumber/);
+  });
+
+  test('a version without dates sends no Deprecation or Sunset header', async () => {
+    const response = await app.inject({ url: '/v1/openapi.json' });
+    assert.equal(response.headers.deprecation, undefined);
+    assert.equal(response.headers.sunset, undefined);
+  });
+
+  describe('a deprecated version', async () => {
+    const clock = { now: Date.parse('2027-03-01T12:00:00Z') };
+    const dated = await startTestApp(
+      db,
+      {
+        versionDates: {
+          v1: { deprecationDate: '2027-01-01', sunsetDate: '2027-06-30' },
+          v2: { deprecationDate: null, sunsetDate: null },
+        },
+      },
+      { now: () => clock.now },
+    );
+
+    test('announces Deprecation (RFC 9745), Sunset (RFC 8594) and links the migration guide', async () => {
+      const response = await dated.app.inject({ url: '/v1/openapi.json' });
+      assert.equal(response.statusCode, 200);
+      assert.equal(response.headers.deprecation, `@${Date.parse('2027-01-01T00:00:00Z') / 1000}`);
+      assert.equal(response.headers.sunset, 'Wed, 30 Jun 2027 00:00:00 GMT');
+      assert.match(String(response.headers.link), /^<\/docs\/migration>; rel="deprecation"/);
+    });
+
+    test('answers 410 Gone with the envelope after its sunset date', async () => {
+      clock.now = Date.parse('2027-07-01T00:00:00Z');
+      const response = await dated.app.inject({ url: '/v1/openapi.json' });
+      assert.equal(response.statusCode, 410);
+      const body = response.json() as { error: { code: string; requestId: string } };
+      assert.equal(body.error.code, 'GONE');
+      assert.equal(body.error.requestId, response.headers['x-request-id']);
+    });
+
+    test('root paths are not affected by a version’s sunset', async () => {
+      assert.equal((await dated.app.inject({ url: '/health' })).statusCode, 200);
+    });
+  });
+});
+
+describe('health', () => {
+  test('/health answers without touching the database', async () => {
+    const response = await app.inject({ url: '/health' });
+    assert.equal(response.statusCode, 200);
+    assert.equal((response.json() as { status: string }).status, 'ok');
+  });
+
+  test('/health/ready is 200 while the database answers', async () => {
+    const response = await app.inject({ url: '/health/ready' });
+    assert.equal(response.statusCode, 200, response.body);
+    assert.deepEqual((response.json() as { checks: object }).checks, { database: { ok: true } });
+  });
+
+  test('/health/ready is 503 with the envelope when the database is gone', async () => {
+    const lost = await openPglite({ dataDir: undefined });
+    const orphan = await startTestApp(lost);
+    await lost.close();
+    const response = await orphan.app.inject({ url: '/health/ready' });
+    assert.equal(response.statusCode, 503);
+    const body = response.json() as { error: { code: string; details: Array<{ field: string }> } };
+    assert.equal(body.error.code, 'SERVICE_UNAVAILABLE');
+    assert.deepEqual(body.error.details.map((d) => d.field), ['database']);
+    assert.equal((await orphan.app.inject({ url: '/health' })).statusCode, 200, 'liveness is unaffected');
+  });
+});
+
+describe('OpenAPI', async () => {
+  const response = await app.inject({ url: '/v1/openapi.json' });
+  const doc = response.json() as {
+    openapi: string;
+    info: { title: string; version: string; contact: object; license: object };
+    servers: Array<{ url: string }>;
+    components: { securitySchemes: object };
+    security: object[];
+    paths: Record<string, unknown>;
+  };
+
+  test('carries the blueprint’s info, servers and security schemes', () => {
+    assert.equal(doc.openapi, '3.0.3');
+    assert.equal(doc.info.title, 'MedSpaSync Pro API');
+    assert.deepEqual(doc.info.contact, { name: 'MedSpaSync Support', email: 'support@medspasync.com' });
+    assert.deepEqual(doc.info.license, { name: 'MIT', url: 'https://opensource.org/licenses/MIT' });
+    const urls = doc.servers.map((s) => s.url);
+    for (const url of ['https://api.medspasync.com/v1', 'https://staging-api.medspasync.com/v1', 'https://dev-api.medspasync.com/v1']) {
+      assert.ok(urls.includes(url), url);
+    }
+    assert.deepEqual(doc.components.securitySchemes, {
+      BearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
+      ApiKeyAuth: { type: 'apiKey', in: 'header', name: 'X-API-Key' },
+    });
+    assert.deepEqual(doc.security, [{ BearerAuth: [] }, { ApiKeyAuth: [] }]);
+  });
+
+  test('lists only this version’s paths, relative to the version’s server', () => {
+    for (const path of Object.keys(doc.paths)) assert.ok(!path.startsWith('/v1'), path);
+  });
+
+  test('passes the Spectral OpenAPI ruleset with no errors', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'openapi-'));
+    const file = join(dir, 'openapi.json');
+    writeFileSync(file, response.body);
+    const run = promisify(execFile);
+    const { stdout } = await run(
+      process.execPath,
+      ['node_modules/.bin/spectral', 'lint', file, '--ruleset', '.spectral.yaml', '--format', 'json', '--quiet'],
+      { maxBuffer: 10_000_000 },
+    ).catch((error: { stdout: string }) => ({ stdout: error.stdout }));
+    const findings = JSON.parse(stdout || '[]') as Array<{ severity: number; code: string; message: string; path: string[] }>;
+    const errors = findings.filter((f) => f.severity === 0);
+    assert.deepEqual(errors, [], JSON.stringify(errors, null, 2));
+  });
+});
