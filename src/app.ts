@@ -5,6 +5,11 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { readFileSync } from 'node:fs';
 import type { DestinationStream } from 'pino';
 import { startAuditSealer } from './audit/audit.js';
+import { registerAuthGuard } from './auth/guard.js';
+import { keyIdFor, type JwtSecret } from './auth/jwt.js';
+import { loadRevocations, MemoryRevocationStore, RedisRevocationStore, type RevocationStore } from './auth/revocation.js';
+import { connectRedis } from './db/redis.js';
+import type { Redis } from 'ioredis';
 import type { Config } from './config.js';
 import { openDatabase, type Database } from './db/database.js';
 import { migrate } from './db/migrate.js';
@@ -14,13 +19,39 @@ import { loggerOptions, registerRequestLogging } from './http/logging.js';
 import { registerOpenApi } from './http/openapi.js';
 import { newRequestId, registerRequestContext } from './http/request-context.js';
 import './http/route-config.js';
+import { authRoutes } from './auth/routes.js';
 import { registerVersionHeaders, registerVersionRoutes } from './http/versions.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
     db: Database;
     config: Config;
+    /** Present when REDIS_URL is set. */
+    redis: Redis | null;
+    auth: AuthContext;
   }
+}
+
+/** What the auth routes need to issue and check credentials. */
+export interface AuthContext {
+  signingKid: string;
+  signingSecret: string;
+  /** Current and previous signing keys by kid: a rotation doesn't log everyone out. */
+  verificationKeys: Record<string, JwtSecret>;
+  revocations: RevocationStore;
+}
+
+function authContext(config: Config, redis: Redis | null): AuthContext {
+  const signingKid = keyIdFor(config.jwtSecret);
+  const verificationKeys: Record<string, JwtSecret> = { [signingKid]: config.jwtSecret };
+  if (config.jwtPreviousSecret) verificationKeys[keyIdFor(config.jwtPreviousSecret)] = config.jwtPreviousSecret;
+  const memory = new MemoryRevocationStore();
+  return {
+    signingKid,
+    signingSecret: config.jwtSecret,
+    verificationKeys,
+    revocations: redis ? new RedisRevocationStore(redis, memory) : memory,
+  };
 }
 
 export interface AppOptions {
@@ -71,8 +102,13 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
+  const redis = config.redisUrl ? connectRedis(config.redisUrl) : null;
+  const auth = authContext(config, redis);
+  await loadRevocations(db, auth.revocations, config.accessTokenTtlSeconds);
   app.decorate('db', db);
   app.decorate('config', config);
+  app.decorate('redis', redis);
+  app.decorate('auth', auth);
 
   registerRequestContext(app);
   registerErrorHandling(app);
@@ -83,14 +119,32 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     await db.ping();
     return { ok: true };
   });
+  if (redis) {
+    app.readinessChecks.set('redis', async () => {
+      // Redis down is degraded, not fatal: every use of it has a local fallback.
+      const up = redis.status === 'ready' && (await redis.ping().then(() => true, () => false));
+      return up ? { ok: true } : { ok: true, degraded: true, detail: 'unreachable; using local fallback' };
+    });
+  }
+  registerAuthGuard(app, {
+    db,
+    keys: auth.verificationKeys,
+    issuer: config.jwtIssuer,
+    audience: config.jwtAudience,
+    revocations: auth.revocations,
+  });
   await registerOpenApi(app, config);
   registerVersionRoutes(app, config, MIGRATION_GUIDE);
+
+  // Feature routes, each a plugin owning its folder, all under the stable version prefix.
+  await app.register(authRoutes, { prefix: '/v1' });
 
   for (const plugin of options.plugins ?? []) await app.register(plugin);
 
   const stopSealer = startAuditSealer(db, app.log);
   app.addHook('onClose', async () => {
     await stopSealer();
+    if (redis) redis.disconnect();
     if (ownsDb) await db.close();
   });
 

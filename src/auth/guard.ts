@@ -1,0 +1,131 @@
+// authenticate + authorize for every versioned route. A request under /v1 or /v2 either hits a
+// route declared `public`, or it must carry a valid bearer token or API key whose permissions
+// cover the route's declared `permission`. A route that declares neither is refused (fail closed),
+// and a test walks every route to make sure none is left that way.
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Database } from '../db/database.js';
+import { withSystem } from '../db/scope.js';
+import { AppError, forbidden, unauthorized } from '../http/errors.js';
+import { JwtError, verifyAccessToken, type JwtSecret } from './jwt.js';
+import { hasPermission, type Role } from './rbac.js';
+import type { RevocationStore } from './revocation.js';
+import { hashToken, isApiKeyFormat } from './tokens.js';
+
+export interface Principal {
+  kind: 'user' | 'api_key';
+  /** The user id, or the API key id. */
+  id: string;
+  practiceId: string;
+  permissions: string[];
+  role: Role | null;
+  email: string | null;
+  /** Access-token id and expiry (users only), for logout. */
+  jti: string | null;
+  expiresAt: number | null;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal: Principal | null;
+  }
+}
+
+export interface GuardOptions {
+  db: Database;
+  keys: Record<string, JwtSecret>;
+  issuer: string;
+  audience: string;
+  revocations: RevocationStore;
+}
+
+const VERSIONED = /^\/v\d+\//;
+
+/** The principal, or a 401 thrown: handlers behind the guard may rely on it being there. */
+export function principalOf(request: FastifyRequest): Principal {
+  if (request.principal === null) throw unauthorized();
+  return request.principal;
+}
+
+async function principalFromBearer(token: string, options: GuardOptions): Promise<Principal> {
+  let claims;
+  try {
+    claims = verifyAccessToken(token, { keys: options.keys, issuer: options.issuer, audience: options.audience });
+  } catch (error) {
+    if (error instanceof JwtError) {
+      throw unauthorized(error.reason === 'expired' ? 'Access token expired' : 'Invalid access token');
+    }
+    throw error;
+  }
+  if (await options.revocations.isTokenRevoked(claims.jti)) throw unauthorized('Access token revoked');
+  const cutoff = await options.revocations.userCutoff(claims.sub);
+  if (cutoff !== null && claims.iat <= cutoff) throw unauthorized('Access token revoked');
+  return {
+    kind: 'user',
+    id: claims.sub,
+    practiceId: claims.practiceId,
+    permissions: claims.permissions,
+    role: claims.role,
+    email: claims.email,
+    jti: claims.jti,
+    expiresAt: claims.exp,
+  };
+}
+
+async function principalFromApiKey(key: string, db: Database): Promise<Principal> {
+  if (!isApiKeyFormat(key)) throw unauthorized('Invalid API key');
+  // The key names its practice only through its hash, so this lookup is a system path.
+  const row = await withSystem(db, async (tx) => {
+    const { rows } = await tx.query<{ id: string; practice_id: string; permissions: string[] }>(
+      `UPDATE api_keys SET last_used_at = now()
+        WHERE key_hash = $1 AND revoked_at IS NULL
+        RETURNING id, practice_id, permissions`,
+      [hashToken(key)],
+    );
+    return rows[0];
+  });
+  if (row === undefined) throw unauthorized('Invalid API key');
+  return {
+    kind: 'api_key',
+    id: row.id,
+    practiceId: row.practice_id,
+    permissions: row.permissions,
+    role: null,
+    email: null,
+    jti: null,
+    expiresAt: null,
+  };
+}
+
+export async function authenticate(request: FastifyRequest, options: GuardOptions): Promise<Principal | null> {
+  const authorization = request.headers.authorization;
+  const apiKey = request.headers['x-api-key'];
+  if (typeof authorization === 'string' && authorization !== '') {
+    const match = /^Bearer ([A-Za-z0-9_.-]+)$/.exec(authorization);
+    if (match === null) throw unauthorized('Authorization must be "Bearer <access token>"');
+    return principalFromBearer(match[1]!, options);
+  }
+  if (typeof apiKey === 'string' && apiKey !== '') return principalFromApiKey(apiKey, options.db);
+  return null;
+}
+
+export function registerAuthGuard(app: FastifyInstance, options: GuardOptions): void {
+  app.decorateRequest('principal', null);
+  app.addHook('onRequest', async (request, reply) => {
+    const url = request.routeOptions.url;
+    if (url === undefined || !VERSIONED.test(url)) return; // root routes: health, docs, versions
+    const config = request.routeOptions.config;
+    if (config.public) return;
+    const principal = await authenticate(request, options);
+    if (principal === null) {
+      reply.header('www-authenticate', 'Bearer');
+      throw unauthorized('Authentication required: send "Authorization: Bearer <token>" or "X-API-Key"');
+    }
+    request.principal = principal;
+    if (config.permission === undefined) {
+      throw new AppError('FORBIDDEN', 403, 'This endpoint declares no permission and is closed');
+    }
+    if (!hasPermission(principal.permissions, config.permission)) {
+      throw forbidden(`Missing permission ${config.permission}`);
+    }
+  });
+}

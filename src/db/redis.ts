@@ -1,0 +1,21 @@
+// The optional Redis connection (REDIS_URL). Rate-limit counters, token revocations and event
+// fan-out live there so that any number of instances behave as one; without it they live in
+// process. A dropped connection is retried forever in the background; callers decide whether to
+// fail open (rate limits) or fall back (revocations are also kept in PostgreSQL).
+import { Redis } from 'ioredis';
+
+export function connectRedis(url: string, onStateChange?: (up: boolean) => void): Redis {
+  const redis = new Redis(url, {
+    lazyConnect: false,
+    enableOfflineQueue: false, // a command while disconnected fails at once instead of queueing
+    maxRetriesPerRequest: 1,
+    connectTimeout: 2000,
+    commandTimeout: 1000,
+    retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
+  });
+  redis.on('ready', () => onStateChange?.(true));
+  redis.on('end', () => onStateChange?.(false));
+  redis.on('close', () => onStateChange?.(false));
+  redis.on('error', () => {}); // reported through state changes and readiness, not as crashes
+  return redis;
+}
