@@ -15,11 +15,19 @@ import { openDatabase, type Database } from './db/database.js';
 import { migrate } from './db/migrate.js';
 import { registerErrorHandling } from './http/error-handler.js';
 import { registerHealth } from './http/health.js';
+import { registerRateLimits } from './http/rate-limit.js';
+import { registerSecurity, serverOptions } from './http/security.js';
 import { loggerOptions, registerRequestLogging } from './http/logging.js';
 import { registerOpenApi } from './http/openapi.js';
 import { newRequestId, registerRequestContext } from './http/request-context.js';
 import './http/route-config.js';
 import { authRoutes } from './auth/routes.js';
+import { User } from './auth/user-model.js';
+import { apiKeyRoutes } from './auth/api-keys.js';
+import { auditRoutes } from './audit/routes.js';
+import { Pagination } from './http/pagination.js';
+import { userRoutes } from './users/routes.js';
+import { patientRoutes } from './patients/routes.js';
 import { registerVersionHeaders, registerVersionRoutes } from './http/versions.js';
 
 declare module 'fastify' {
@@ -73,7 +81,12 @@ const MIGRATION_GUIDE = readFileSync(new URL('../docs/migration.md', import.meta
 export async function buildApp(config: Config, options: AppOptions = {}): Promise<FastifyInstance> {
   const db =
     options.db ??
-    (await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: config.databasePoolSize }));
+    (await openDatabase({
+      databaseUrl: config.databaseUrl,
+      dataDir: config.dataDir,
+      poolSize: config.databasePoolSize,
+      connectTimeoutMs: config.databaseConnectTimeoutMs,
+    }));
   const ownsDb = options.db === undefined;
   try {
     await migrate(db);
@@ -90,6 +103,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     disableRequestLogging: true,
     bodyLimit: config.bodyLimitBytes,
     trustProxy: config.trustProxy,
+    ...serverOptions(config), // slow-client timeouts; HTTPS when TLS_CERT_FILE/TLS_KEY_FILE are set
     return503OnClosing: true,
     routerOptions: { maxParamLength: 200 },
     ajv: {
@@ -126,6 +140,9 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
       return up ? { ok: true } : { ok: true, degraded: true, detail: 'unreachable; using local fallback' };
     });
   }
+  // Before the guard: headers on every refusal, and floods refused before any credential check.
+  await registerSecurity(app, config);
+  await registerRateLimits(app, { rules: config.rateLimits, enabled: config.rateLimitEnabled, redis, now: options.now });
   registerAuthGuard(app, {
     db,
     keys: auth.verificationKeys,
@@ -134,10 +151,16 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     revocations: auth.revocations,
   });
   await registerOpenApi(app, config);
+  app.addSchema(User);
+  app.addSchema(Pagination);
   registerVersionRoutes(app, config, MIGRATION_GUIDE);
 
   // Feature routes, each a plugin owning its folder, all under the stable version prefix.
   await app.register(authRoutes, { prefix: '/v1' });
+  await app.register(apiKeyRoutes, { prefix: '/v1' });
+  await app.register(userRoutes, { prefix: '/v1' });
+  await app.register(auditRoutes, { prefix: '/v1' });
+  await app.register(patientRoutes, { prefix: '/v1' });
 
   for (const plugin of options.plugins ?? []) await app.register(plugin);
 

@@ -1,7 +1,8 @@
 // Environment parsing. Every variable is validated once at start; a bad value stops the process
 // with one line that names the variable, so an operator never debugs a half-configured server.
 import { randomBytes } from 'node:crypto';
-import { resolve } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 
 export type NodeEnv = 'development' | 'test' | 'production';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -10,6 +11,10 @@ export interface RateLimitRule {
   max: number;
   windowMs: number;
 }
+
+/** The blueprint's 3.1 budgets: `global` per IP for every route without its own; `loginAccount` per email. */
+export type RateLimitName = 'global' | 'login' | 'loginAccount' | 'reconcile' | 'patients' | 'appointments';
+export type RateLimits = Record<RateLimitName, RateLimitRule>;
 
 export interface Config {
   nodeEnv: NodeEnv;
@@ -27,7 +32,10 @@ export interface Config {
   jwtAudience: string;
   accessTokenTtlSeconds: number;
   refreshTokenTtlSeconds: number;
-  /** Key material for encrypting secrets at rest (TOTP seeds). Defaults to a derivation of JWT_SECRET. */
+  /** Consecutive failed logins that lock an account, and for how long. */
+  loginLockoutThreshold: number;
+  loginLockoutMinutes: number;
+  /** Key material for encrypting secrets at rest (TOTP seeds, recovery-code hashing). */
   encryptionKey: string;
   logLevel: LogLevel;
   adminEmail: string | undefined;
@@ -39,6 +47,21 @@ export interface Config {
   trustProxy: boolean | string;
   /** Body limit for ordinary routes; import and reconcile routes set their own. */
   bodyLimitBytes: number;
+  /** RATE_LIMIT_*_MAX / RATE_LIMIT_*_WINDOW_MS; defaults are the blueprint's 3.1. */
+  rateLimits: RateLimits;
+  /** Browser origins allowed by CORS (CORS_ORIGINS); empty: no CORS headers at all. */
+  corsOrigins: string[];
+  /** Per-request deadline (REQUEST_TIMEOUT_MS): past it the client gets a 504 envelope. */
+  requestTimeoutMs: number;
+  /** Node server timeouts against slow clients (HTTP_*_TIMEOUT_MS). */
+  httpHeadersTimeoutMs: number;
+  httpRequestTimeoutMs: number;
+  httpKeepAliveTimeoutMs: number;
+  /** Native HTTPS when both are set (TLS_CERT_FILE, TLS_KEY_FILE: PEM files). */
+  tlsCertFile: string | undefined;
+  tlsKeyFile: string | undefined;
+  /** How long a request waits for a PostgreSQL connection before failing with 503. */
+  databaseConnectTimeoutMs: number;
   /** Per-version deprecation and sunset dates (ISO dates), e.g. V2_DEPRECATION_DATE. */
   versionDates: Record<string, { deprecationDate: string | null; sunsetDate: string | null }>;
   /** Longest time graceful shutdown waits for in-flight requests before closing anyway. */
@@ -149,24 +172,83 @@ function readSecret(env: Env, name: string, nodeEnv: NodeEnv, minLength: number)
 }
 
 /**
- * Outside production a missing JWT_SECRET gets a random per-process value: tokens then simply
- * stop working after a restart, which is safe. A fixed, guessable default would not be.
+ * Outside production a missing secret is generated once and kept in DATA_DIR/.local-secrets.json
+ * (mode 0600), so `npm start` needs no setup and sessions and MFA enrolments survive a restart.
+ * A fixed, guessable default would be worse than none. Tests get a fresh random value.
  */
-function developmentSecret(): string {
-  return randomBytes(32).toString('base64url');
+function localSecret(nodeEnv: NodeEnv, dataDir: string, name: string): string {
+  if (nodeEnv === 'test') return randomBytes(32).toString('base64url');
+  const file = join(dataDir, '.local-secrets.json');
+  let secrets: Record<string, string> = {};
+  if (existsSync(file)) secrets = JSON.parse(readFileSync(file, 'utf8')) as Record<string, string>;
+  if (!secrets[name]) {
+    secrets[name] = randomBytes(32).toString('base64url');
+    mkdirSync(dataDir, { recursive: true });
+    writeFileSync(file, JSON.stringify(secrets, null, 2), { mode: 0o600 });
+  }
+  return secrets[name]!;
+}
+
+const RATE_LIMIT_DEFAULTS: Record<RateLimitName, RateLimitRule & { env: string }> = {
+  global: { env: 'RATE_LIMIT', max: 100, windowMs: 15 * 60_000 },
+  login: { env: 'RATE_LIMIT_LOGIN', max: 5, windowMs: 15 * 60_000 },
+  loginAccount: { env: 'RATE_LIMIT_LOGIN_ACCOUNT', max: 5, windowMs: 15 * 60_000 },
+  reconcile: { env: 'RATE_LIMIT_RECONCILE', max: 10, windowMs: 60 * 60_000 },
+  patients: { env: 'RATE_LIMIT_PATIENTS', max: 1000, windowMs: 15 * 60_000 },
+  appointments: { env: 'RATE_LIMIT_APPOINTMENTS', max: 500, windowMs: 15 * 60_000 },
+};
+
+function readRateLimits(env: Env): RateLimits {
+  const entries = Object.entries(RATE_LIMIT_DEFAULTS).map(([name, rule]) => [
+    name,
+    {
+      max: readInteger(env, `${rule.env}_MAX`, rule.max, 1, 10_000_000),
+      windowMs: readInteger(env, `${rule.env}_WINDOW_MS`, rule.windowMs, 1000, 7 * 86_400_000),
+    },
+  ]);
+  return Object.fromEntries(entries) as RateLimits;
+}
+
+function readOrigins(env: Env, name: string): string[] {
+  const raw = readString(env, name);
+  if (raw === undefined) return [];
+  return raw.split(',').map((entry) => {
+    const value = entry.trim();
+    let url: URL;
+    try {
+      url = new URL(value);
+    } catch {
+      throw new ConfigError(name, `"${value}" is not an origin like https://app.example.com`);
+    }
+    if (!['http:', 'https:'].includes(url.protocol) || url.origin !== value.replace(/\/$/, '')) {
+      throw new ConfigError(name, `"${value}" is not an origin like https://app.example.com (no path, no wildcard)`);
+    }
+    return url.origin;
+  });
+}
+
+function readTlsFiles(env: Env): { tlsCertFile: string | undefined; tlsKeyFile: string | undefined } {
+  const tlsCertFile = readString(env, 'TLS_CERT_FILE');
+  const tlsKeyFile = readString(env, 'TLS_KEY_FILE');
+  if ((tlsCertFile === undefined) !== (tlsKeyFile === undefined)) {
+    throw new ConfigError(tlsCertFile === undefined ? 'TLS_CERT_FILE' : 'TLS_KEY_FILE', 'must be set together with the other TLS_*_FILE');
+  }
+  for (const [name, file] of [['TLS_CERT_FILE', tlsCertFile], ['TLS_KEY_FILE', tlsKeyFile]] as const) {
+    if (file !== undefined && !existsSync(file)) throw new ConfigError(name, `file not found: ${file}`);
+  }
+  return { tlsCertFile, tlsKeyFile };
 }
 
 export function loadConfig(env: Env = process.env): Config {
   const nodeEnv = readEnum<NodeEnv>(env, 'NODE_ENV', ['development', 'test', 'production'], 'development');
-  const jwtSecret = readSecret(env, 'JWT_SECRET', nodeEnv, 32) ?? developmentSecret();
+  const dataDir = resolve(readString(env, 'DATA_DIR') ?? './data');
+  const jwtSecret = readSecret(env, 'JWT_SECRET', nodeEnv, 32) ?? localSecret(nodeEnv, dataDir, 'JWT_SECRET');
   const jwtPreviousSecret = readString(env, 'JWT_PREVIOUS_SECRET');
   if (jwtPreviousSecret !== undefined && jwtPreviousSecret.length < 32) {
     throw new ConfigError('JWT_PREVIOUS_SECRET', 'must be at least 32 characters');
   }
-  const encryptionKey = readString(env, 'ENCRYPTION_KEY');
-  if (encryptionKey !== undefined && encryptionKey.length < 32) {
-    throw new ConfigError('ENCRYPTION_KEY', 'must be at least 32 characters');
-  }
+  const encryptionKey =
+    readSecret(env, 'ENCRYPTION_KEY', nodeEnv, 32) ?? localSecret(nodeEnv, dataDir, 'ENCRYPTION_KEY');
   const adminEmail = readString(env, 'MEDSPA_ADMIN_EMAIL');
   if (adminEmail !== undefined && !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(adminEmail)) {
     throw new ConfigError('MEDSPA_ADMIN_EMAIL', 'is not an email address');
@@ -180,7 +262,7 @@ export function loadConfig(env: Env = process.env): Config {
     nodeEnv,
     port: readInteger(env, 'PORT', 3000, 0, 65535),
     host: readString(env, 'HOST') ?? '0.0.0.0',
-    dataDir: resolve(readString(env, 'DATA_DIR') ?? './data'),
+    dataDir,
     databaseUrl: readUrl(env, 'DATABASE_URL', ['postgres:', 'postgresql:']),
     databasePoolSize: readInteger(env, 'DATABASE_POOL_SIZE', 10, 1, 200),
     redisUrl: readUrl(env, 'REDIS_URL', ['redis:', 'rediss:']),
@@ -190,7 +272,9 @@ export function loadConfig(env: Env = process.env): Config {
     jwtAudience: readString(env, 'JWT_AUDIENCE') ?? 'medspasync-pro-api',
     accessTokenTtlSeconds: readInteger(env, 'ACCESS_TOKEN_TTL_SECONDS', 900, 60, 86_400),
     refreshTokenTtlSeconds: readInteger(env, 'REFRESH_TOKEN_TTL_SECONDS', 14 * 86_400, 300, 90 * 86_400),
-    encryptionKey: encryptionKey ?? `derived-from-jwt:${jwtSecret}`,
+    loginLockoutThreshold: readInteger(env, 'LOGIN_LOCKOUT_THRESHOLD', 10, 3, 1000),
+    loginLockoutMinutes: readInteger(env, 'LOGIN_LOCKOUT_MINUTES', 15, 1, 24 * 60),
+    encryptionKey,
     logLevel: readEnum<LogLevel>(
       env,
       'LOG_LEVEL',
@@ -204,6 +288,14 @@ export function loadConfig(env: Env = process.env): Config {
     rateLimitEnabled: readBoolean(env, 'RATE_LIMIT_ENABLED', true),
     trustProxy: readTrustProxy(env),
     bodyLimitBytes: readInteger(env, 'BODY_LIMIT_BYTES', 1_048_576, 1024, 100 * 1_048_576),
+    rateLimits: readRateLimits(env),
+    corsOrigins: readOrigins(env, 'CORS_ORIGINS'),
+    requestTimeoutMs: readInteger(env, 'REQUEST_TIMEOUT_MS', 30_000, 100, 600_000),
+    httpHeadersTimeoutMs: readInteger(env, 'HTTP_HEADERS_TIMEOUT_MS', 10_000, 1000, 600_000),
+    httpRequestTimeoutMs: readInteger(env, 'HTTP_REQUEST_TIMEOUT_MS', 60_000, 1000, 3_600_000),
+    httpKeepAliveTimeoutMs: readInteger(env, 'HTTP_KEEP_ALIVE_TIMEOUT_MS', 72_000, 1000, 600_000),
+    ...readTlsFiles(env),
+    databaseConnectTimeoutMs: readInteger(env, 'DATABASE_CONNECT_TIMEOUT_MS', 2000, 100, 60_000),
     versionDates: {
       v1: { deprecationDate: readDate(env, 'V1_DEPRECATION_DATE'), sunsetDate: readDate(env, 'V1_SUNSET_DATE') },
       v2: { deprecationDate: readDate(env, 'V2_DEPRECATION_DATE'), sunsetDate: readDate(env, 'V2_SUNSET_DATE') },

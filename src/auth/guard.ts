@@ -46,6 +46,15 @@ export function principalOf(request: FastifyRequest): Principal {
   return request.principal;
 }
 
+/** Who an audit event names as its actor. */
+export function auditActor(principal: Principal) {
+  return {
+    practiceId: principal.practiceId,
+    actorType: principal.kind === 'user' ? ('user' as const) : ('api_key' as const),
+    actorId: principal.id,
+  };
+}
+
 async function principalFromBearer(token: string, options: GuardOptions): Promise<Principal> {
   let claims;
   try {
@@ -58,7 +67,7 @@ async function principalFromBearer(token: string, options: GuardOptions): Promis
   }
   if (await options.revocations.isTokenRevoked(claims.jti)) throw unauthorized('Access token revoked');
   const cutoff = await options.revocations.userCutoff(claims.sub);
-  if (cutoff !== null && claims.iat <= cutoff) throw unauthorized('Access token revoked');
+  if (cutoff !== null && claims.iat < cutoff) throw unauthorized('Access token revoked');
   return {
     kind: 'user',
     id: claims.sub,
@@ -121,6 +130,11 @@ export function registerAuthGuard(app: FastifyInstance, options: GuardOptions): 
       throw unauthorized('Authentication required: send "Authorization: Bearer <token>" or "X-API-Key"');
     }
     request.principal = principal;
+    if (config.selfService) {
+      // A person acting on their own account (logout, MFA, password): no permission, but a person.
+      if (principal.kind !== 'user') throw forbidden('This endpoint needs a user’s access token, not an API key');
+      return;
+    }
     if (config.permission === undefined) {
       throw new AppError('FORBIDDEN', 403, 'This endpoint declares no permission and is closed');
     }

@@ -9,8 +9,8 @@ export interface RevocationStore {
   /** Refuse this token id until it would have expired anyway. */
   revokeToken(jti: string, expiresAtSeconds: number): Promise<void>;
   isTokenRevoked(jti: string): Promise<boolean>;
-  /** Refuse every token of this user issued at or before this time (seconds). */
-  revokeUserTokens(userId: string, issuedAtOrBeforeSeconds: number): Promise<void>;
+  /** Refuse every token of this user issued before this time (Unix seconds, exclusive). */
+  revokeUserTokens(userId: string, issuedBeforeSeconds: number): Promise<void>;
   userCutoff(userId: string): Promise<number | null>;
 }
 

@@ -4,10 +4,19 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** Reachable without credentials (health, docs, login, refresh). */
     public?: boolean;
+    /** Any signed-in person acting on their own account (logout, MFA, password); API keys refused. */
+    selfService?: boolean;
     /** The RBAC permission required, e.g. "read:patients" (blueprint 2.2). */
     permission?: string;
-    /** false: never rate limited. A rule: replaces the global limit for this route. */
-    rateLimit?: false | { name: string };
+    /** false: never rate limited (health only). { name }: count against that budget instead of
+     *  the one derived from the path (src/http/rate-limit.ts bucketForPath). */
+    rateLimit?: false | { name: import('../config.js').RateLimitName };
+    /** Per-request deadline override in ms (REQUEST_TIMEOUT_MS otherwise); false for streams (SSE). */
+    requestTimeoutMs?: number | false;
+    /** Idempotency-Key handling (src/http/idempotency.ts). Every authenticated POST honours it
+     *  by default; false opts out; 'transactional' means the handler stores its response with
+     *  completeIdempotentRequest() inside its own transaction (crash-safe, lapsed claims reclaimable). */
+    idempotent?: boolean | 'transactional';
     /** Larger body limit routes (import, reconcile) declare their own. */
   }
 }

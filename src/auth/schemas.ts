@@ -1,0 +1,66 @@
+import { Type } from 'typebox';
+import { PASSWORD_MAX_LENGTH } from './passwords.js';
+
+const Email = Type.String({ format: 'email', maxLength: 254 });
+
+export const LoginBody = Type.Object(
+  {
+    email: Email,
+    // Blueprint: minLength 8. A shorter password can't be right, so it is simply a failed login
+    // (401), not a validation error that would reveal the policy to a guesser.
+    password: Type.String({ minLength: 1, maxLength: PASSWORD_MAX_LENGTH * 4 }),
+    mfaToken: Type.Optional(Type.String({ maxLength: 32, description: 'TOTP code, or a recovery code, when MFA is enabled' })),
+  },
+  { additionalProperties: false },
+);
+
+export const TokenResponse = Type.Object({
+  accessToken: Type.String(),
+  refreshToken: Type.String(),
+  expiresIn: Type.Integer({ description: 'Access token lifetime in seconds' }),
+  user: Type.Ref('User'),
+});
+
+export const RefreshBody = Type.Object({ refreshToken: Type.String({ minLength: 1, maxLength: 512 }) }, { additionalProperties: false });
+
+export const LogoutBody = Type.Object(
+  { refreshToken: Type.Optional(Type.String({ minLength: 1, maxLength: 512 })) },
+  { additionalProperties: false },
+);
+
+export const MfaSetupBody = Type.Object(
+  {
+    algorithm: Type.Optional(
+      Type.Union([Type.Literal('SHA256'), Type.Literal('SHA1')], {
+        description: 'SHA256 (blueprint default); SHA1 for authenticator apps that ignore the algorithm parameter',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const MfaSetupResponse = Type.Object({
+  secret: Type.String({ description: 'Base32 secret, for manual entry' }),
+  otpauthUri: Type.String(),
+  algorithm: Type.String(),
+  digits: Type.Integer(),
+  period: Type.Integer(),
+});
+
+export const MfaTokenBody = Type.Object(
+  { token: Type.String({ minLength: 1, maxLength: 32 }) },
+  { additionalProperties: false },
+);
+
+export const MfaVerifyResponse = Type.Object({
+  mfaEnabled: Type.Literal(true),
+  recoveryCodes: Type.Array(Type.String(), { description: 'Single-use; shown only now' }),
+});
+
+export const PasswordChangeBody = Type.Object(
+  {
+    currentPassword: Type.String({ minLength: 1, maxLength: PASSWORD_MAX_LENGTH * 4 }),
+    newPassword: Type.String({ minLength: 1, maxLength: PASSWORD_MAX_LENGTH * 4 }),
+  },
+  { additionalProperties: false },
+);
