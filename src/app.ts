@@ -1,6 +1,6 @@
 // buildApp(config): the plugins and feature routes, nothing else. Tests drive the result with
 // inject(); main.ts adds listening, first start and signals.
-import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
+import Fastify, { LogController, type FastifyContextConfig, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { readFileSync } from 'node:fs';
 import type { DestinationStream } from 'pino';
@@ -28,6 +28,11 @@ import { auditRoutes } from './audit/routes.js';
 import { Pagination } from './http/pagination.js';
 import { userRoutes } from './users/routes.js';
 import { patientRoutes } from './patients/routes.js';
+import { registerIdempotency } from './http/idempotency.js';
+import { serviceRoutes } from './services/routes.js';
+import { appointmentRoutes } from './appointments/routes.js';
+import { reportRoutes } from './reports/routes.js';
+import { reconcileRoutes, type ReconcileRouteOptions } from './reconcile/routes.js';
 import { registerVersionHeaders, registerVersionRoutes } from './http/versions.js';
 
 declare module 'fastify' {
@@ -37,7 +42,14 @@ declare module 'fastify' {
     /** Present when REDIS_URL is set. */
     redis: Redis | null;
     auth: AuthContext;
+    routeTable: RouteEntry[];
   }
+}
+
+export interface RouteEntry {
+  method: string;
+  url: string;
+  config: FastifyContextConfig;
 }
 
 /** What the auth routes need to issue and check credentials. */
@@ -71,6 +83,8 @@ export interface AppOptions {
   now?: () => number;
   /** Extra plugins registered after the built-in routes (tests use it for probe routes). */
   plugins?: FastifyPluginAsync[];
+  /** Reconciliation pool/breaker to use instead of the configured ones (tests inject failures). */
+  reconcile?: ReconcileRouteOptions;
 }
 
 const PACKAGE_VERSION = (
@@ -99,8 +113,8 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     logger: loggerOptions(config, options.logStream),
     genReqId: newRequestId,
     requestIdHeader: false,
-    requestIdLogLabel: 'requestId',
-    disableRequestLogging: true,
+    // Fastify's own request lines are off: registerRequestLogging writes one line per request.
+    logController: new LogController({ requestIdLogLabel: 'requestId', disableRequestLogging: true }),
     bodyLimit: config.bodyLimitBytes,
     trustProxy: config.trustProxy,
     ...serverOptions(config), // slow-client timeouts; HTTPS when TLS_CERT_FILE/TLS_KEY_FILE are set
@@ -124,6 +138,14 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   app.decorate('redis', redis);
   app.decorate('auth', auth);
 
+  // Every route with what it declared: the authorization test walks this table.
+  const routeTable: RouteEntry[] = [];
+  app.decorate('routeTable', routeTable);
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) {
+      routeTable.push({ method: String(method), url: route.url, config: (route.config ?? {}) as FastifyContextConfig });
+    }
+  });
   registerRequestContext(app);
   registerErrorHandling(app);
   registerRequestLogging(app);
@@ -155,12 +177,20 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   app.addSchema(Pagination);
   registerVersionRoutes(app, config, MIGRATION_GUIDE);
 
+  // Idempotency-Key on every authenticated POST (before the routes, so its hooks cover them all).
+  registerIdempotency(app, db);
+
   // Feature routes, each a plugin owning its folder, all under the stable version prefix.
   await app.register(authRoutes, { prefix: '/v1' });
   await app.register(apiKeyRoutes, { prefix: '/v1' });
   await app.register(userRoutes, { prefix: '/v1' });
   await app.register(auditRoutes, { prefix: '/v1' });
   await app.register(patientRoutes, { prefix: '/v1' });
+  await app.register(serviceRoutes, { prefix: '/v1' });
+  await app.register(appointmentRoutes, { prefix: '/v1' });
+  await app.register(reportRoutes, { prefix: '/v1' });
+  // Its own onClose hook stops the worker pool and the breaker's monitor.
+  await app.register(reconcileRoutes, { prefix: '/v1', ...options.reconcile });
 
   for (const plugin of options.plugins ?? []) await app.register(plugin);
 

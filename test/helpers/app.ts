@@ -21,7 +21,8 @@ export async function startTestApp(db: Database, overrides: Partial<Config> = {}
       callback();
     },
   });
-  const app = await buildApp(testConfig({ logLevel: 'info', ...overrides }), { db, logStream, ...options });
+  // Rate limits are off unless a test turns them on: most tests make more logins than 5 per 15 minutes.
+  const app = await buildApp(testConfig({ logLevel: 'info', rateLimitEnabled: false, ...overrides }), { db, logStream, ...options });
   after(() => app.close());
   return {
     app,

@@ -1,0 +1,169 @@
+// Operator CLI: work on the database without the HTTP server running (first setup, a locked-out
+// admin, an integration key). Every change is audited with actor "system" and details.via "cli".
+//   npm run cli -- create-practice --name "Glow Med Spa" [--time-zone America/Chicago]
+//   npm run cli -- create-user --practice <id> --email a@b.co --role ADMIN [--password …] [--first-name … --last-name …]
+//   npm run cli -- reset-password --email a@b.co [--password …]
+//   npm run cli -- create-api-key --practice <id> --name "POS export" --permissions read:patients,read:services
+//   npm run cli -- list-practices
+import { randomBytes } from 'node:crypto';
+import { parseArgs } from 'node:util';
+import { recordAudit } from './audit/audit.js';
+import { checkPasswordPolicy, hashPassword } from './auth/passwords.js';
+import { isRole, isValidPermission, ROLES } from './auth/rbac.js';
+import { apiKeyHint, generateApiKey, hashToken } from './auth/tokens.js';
+import { normaliseEmail } from './auth/user-model.js';
+import { loadConfig } from './config.js';
+import { openDatabase, type Database, type Queryable } from './db/database.js';
+import { migrate } from './db/migrate.js';
+import { withSystem } from './db/scope.js';
+import { isUuid } from './http/pagination.js';
+import { insertPractice, insertUser } from './users/first-start.js';
+
+class UsageError extends Error {}
+
+type Options = Record<string, string | undefined>;
+
+function required(options: Options, name: string): string {
+  const value = options[name];
+  if (value === undefined || value === '') throw new UsageError(`--${name} is required`);
+  return value;
+}
+
+function passwordOrGenerated(options: Options, context: { email: string }): { password: string; generated: boolean } {
+  if (options.password === undefined) return { password: randomBytes(15).toString('base64url'), generated: true };
+  const problems = checkPasswordPolicy(options.password, context);
+  if (problems.length > 0) throw new UsageError(`--password: ${problems.map((p) => p.message).join('; ')}`);
+  return { password: options.password, generated: false };
+}
+
+const audit = (tx: Queryable, practiceId: string | null, action: string, resourceType: string, ids: string[], details: object = {}) =>
+  recordAudit(tx, { practiceId, actorType: 'system', actorId: null, action, resourceType, resourceIds: ids, outcome: 'success', details: { via: 'cli', ...details } });
+
+async function requirePractice(tx: Queryable, practiceId: string) {
+  if (!isUuid(practiceId) || (await tx.query('SELECT 1 FROM practices WHERE id = $1', [practiceId])).rows.length === 0) {
+    throw new UsageError(`no practice with id ${practiceId} (see list-practices)`);
+  }
+}
+
+const commands: Record<string, (db: Database, options: Options) => Promise<string>> = {
+  async 'create-practice'(db, options) {
+    const name = required(options, 'name');
+    const timeZone = options['time-zone'] ?? 'America/New_York';
+    try {
+      new Intl.DateTimeFormat('en-US', { timeZone });
+    } catch {
+      throw new UsageError(`--time-zone: "${timeZone}" is not an IANA time zone`);
+    }
+    const id = await withSystem(db, async (tx) => {
+      const practiceId = await insertPractice(tx, { name, timeZone });
+      await audit(tx, practiceId, 'practice.create', 'practice', [practiceId]);
+      return practiceId;
+    });
+    return `Created practice ${id} (${name}, ${timeZone})`;
+  },
+
+  async 'list-practices'(db) {
+    const { rows } = await withSystem(db, (tx) =>
+      tx.query<{ id: string; name: string; time_zone: string; users: number }>(
+        `SELECT p.id, p.name, p.time_zone, (SELECT count(*)::int FROM users u WHERE u.practice_id = p.id) AS users
+           FROM practices p ORDER BY p.created_at`,
+      ),
+    );
+    return rows.map((r) => `${r.id}  ${r.name}  (${r.time_zone}, ${r.users} users)`).join('\n') || 'No practices yet';
+  },
+
+  async 'create-user'(db, options) {
+    const practiceId = required(options, 'practice');
+    const email = normaliseEmail(required(options, 'email'));
+    const role = required(options, 'role');
+    if (!isRole(role)) throw new UsageError(`--role must be one of ${ROLES.join(', ')}`);
+    const { password, generated } = passwordOrGenerated(options, { email });
+    const id = await withSystem(db, async (tx) => {
+      await requirePractice(tx, practiceId);
+      if ((await tx.query('SELECT 1 FROM users WHERE email = $1', [email])).rows.length > 0) {
+        throw new UsageError(`a user with email ${email} already exists`);
+      }
+      const userId = await insertUser(tx, practiceId, {
+        email,
+        password,
+        role,
+        firstName: options['first-name'] ?? '',
+        lastName: options['last-name'] ?? '',
+      });
+      await audit(tx, practiceId, 'user.create', 'user', [userId], { role });
+      return userId;
+    });
+    return `Created ${role} ${email} (${id})${generated ? `\nPassword (shown once): ${password}` : ''}`;
+  },
+
+  async 'reset-password'(db, options) {
+    const email = normaliseEmail(required(options, 'email'));
+    const { password, generated } = passwordOrGenerated(options, { email });
+    const hash = await hashPassword(password);
+    await withSystem(db, async (tx) => {
+      const { rows } = await tx.query<{ id: string; practice_id: string }>(
+        `UPDATE users SET password_hash = $2, failed_logins = 0, locked_until = NULL,
+                tokens_valid_after = now() + interval '1 second', updated_at = now()
+          WHERE email = $1 RETURNING id, practice_id`,
+        [email, hash],
+      );
+      const user = rows[0];
+      if (user === undefined) throw new UsageError(`no user with email ${email}`);
+      await tx.query('UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL', [user.id]);
+      await audit(tx, user.practice_id, 'auth.password_reset', 'user', [user.id]);
+    });
+    return `Password reset for ${email}; the account is unlocked and its sessions ended${generated ? `\nNew password (shown once): ${password}` : ''}`;
+  },
+
+  async 'create-api-key'(db, options) {
+    const practiceId = required(options, 'practice');
+    const name = required(options, 'name');
+    const permissions = required(options, 'permissions').split(',').map((p) => p.trim()).filter(Boolean);
+    const bad = permissions.filter((p) => !isValidPermission(p));
+    if (bad.length > 0) throw new UsageError(`--permissions: not permissions: ${bad.join(', ')}`);
+    const key = generateApiKey();
+    const id = await withSystem(db, async (tx) => {
+      await requirePractice(tx, practiceId);
+      const { rows } = await tx.query<{ id: string }>(
+        `INSERT INTO api_keys (practice_id, name, key_hash, key_hint, permissions) VALUES ($1, $2, $3, $4, $5) RETURNING id`,
+        [practiceId, name, hashToken(key), apiKeyHint(key), permissions],
+      );
+      await audit(tx, practiceId, 'api_key.create', 'api_key', [rows[0]!.id], { permissions });
+      return rows[0]!.id;
+    });
+    return `Created API key ${id} (${permissions.join(', ')})\nKey (shown once): ${key}`;
+  },
+};
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  const run = command === undefined ? undefined : commands[command];
+  if (run === undefined) {
+    process.stderr.write(`Usage: npm run cli -- <${Object.keys(commands).join('|')}> [--option value …]\n`);
+    return 64;
+  }
+  const { values } = parseArgs({
+    args: rest,
+    options: Object.fromEntries(
+      ['name', 'time-zone', 'practice', 'email', 'role', 'password', 'first-name', 'last-name', 'permissions'].map((o) => [o, { type: 'string' as const }]),
+    ),
+    strict: true,
+  });
+  const config = loadConfig();
+  const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: 2 });
+  try {
+    await migrate(db);
+    process.stdout.write(`${await run(db, values as Options)}\n`);
+    return 0;
+  } finally {
+    await db.close();
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    process.stderr.write(`${error instanceof UsageError || error instanceof TypeError ? '' : 'Failed: '}${error instanceof Error ? error.message : String(error)}\n`);
+    process.exit(error instanceof UsageError ? 64 : 1);
+  },
+);

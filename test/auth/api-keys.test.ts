@@ -1,0 +1,90 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { withPractice } from '../../src/db/scope.js';
+import { startTestApp } from '../helpers/app.js';
+import { databaseTargets, migratedDatabase } from '../helpers/databases.js';
+import { createTestPractice } from '../helpers/identity.js';
+
+for (const target of databaseTargets()) {
+  describe(`API keys on ${target.kind}`, async () => {
+    const db = await migratedDatabase(target);
+    const { app } = await startTestApp(db);
+    const practice = await createTestPractice(app, 'Key Spa');
+    const other = await createTestPractice(app, 'Other Spa');
+    const admin = practice.users.ADMIN;
+
+    const create = (body: object, headers: Record<string, string> = admin.headers) =>
+      app.inject({ method: 'POST', url: '/v1/api-keys', headers, payload: body });
+
+    let readOnly = { id: '', key: '' };
+
+    test('an ADMIN creates a key: shown once, 201 with Location', async () => {
+      const ok = await create({ name: 'POS export', permissions: ['read:services', 'read:patients'] });
+      assert.equal(ok.statusCode, 201, ok.body);
+      const body = ok.json() as { id: string; key: string; keyHint: string; permissions: string[] };
+      assert.match(body.key, /^msp_live_/);
+      assert.equal(ok.headers.location, `/v1/api-keys/${body.id}`);
+      assert.ok(body.key.startsWith(body.keyHint.replace(/…$/, '')) || body.keyHint.length < body.key.length);
+      readOnly = { id: body.id, key: body.key };
+      const list = await app.inject({ url: '/v1/api-keys', headers: admin.headers });
+      assert.equal(list.statusCode, 200);
+      assert.ok(!list.body.includes(body.key), 'the key is never listed');
+      const stored = await withPractice(db, practice.id, (tx) => tx.query<{ key_hash: string }>('SELECT key_hash FROM api_keys'));
+      assert.ok(stored.rows.every((r) => r.key_hash !== body.key));
+    });
+
+    test('a key authenticates requests within its permissions and records its last use', async () => {
+      const response = await app.inject({ url: '/v1/auth/me', headers: { 'x-api-key': readOnly.key } });
+      assert.equal(response.statusCode, 403, 'self-service routes need a person');
+      const keys = await app.inject({ url: '/v1/api-keys', headers: admin.headers });
+      const entry = (keys.json() as { data: Array<{ id: string; lastUsedAt: string | null }> }).data.find((k) => k.id === readOnly.id);
+      assert.ok(entry?.lastUsedAt, 'last use recorded');
+    });
+
+    test('a read-only API key is refused on writes', async () => {
+      const response = await app.inject({ method: 'POST', url: '/v1/api-keys', headers: { 'x-api-key': readOnly.key }, payload: { name: 'x', permissions: ['read:patients'] } });
+      assert.equal(response.statusCode, 403);
+      assert.match((response.json() as { error: { message: string } }).error.message, /admin:api-keys/);
+    });
+
+    test('a key cannot be given permissions its creator lacks', async () => {
+      const manager = practice.users.MANAGER;
+      // MANAGER has no admin:api-keys at all; an ADMIN holds everything, so test the rule with a key-created key.
+      assert.equal((await create({ name: 'x', permissions: ['read:patients'] }, manager.headers)).statusCode, 403);
+      const adminKey = (await create({ name: 'automation', permissions: ['admin:api-keys', 'read:services'] })).json() as { key: string };
+      const escalation = await create({ name: 'escalate', permissions: ['write:patients'] }, { 'x-api-key': adminKey.key });
+      assert.equal(escalation.statusCode, 403);
+      assert.match((escalation.json() as { error: { message: string } }).error.message, /write:patients/);
+    });
+
+    test('malformed permissions are a 400 naming the field', async () => {
+      const response = await create({ name: 'bad', permissions: ['READ:PATIENTS'] });
+      assert.equal(response.statusCode, 400);
+      assert.equal((response.json() as { error: { details: Array<{ field: string }> } }).error.details[0]?.field, 'permissions');
+    });
+
+    test('an unknown or revoked key is 401', async () => {
+      assert.equal((await app.inject({ url: '/v1/api-keys', headers: { 'x-api-key': 'msp_live_' + 'A'.repeat(43) } })).statusCode, 401);
+      assert.equal((await app.inject({ url: '/v1/api-keys', headers: { 'x-api-key': 'not-a-key' } })).statusCode, 401);
+      const revoked = await app.inject({ method: 'DELETE', url: `/v1/api-keys/${readOnly.id}`, headers: admin.headers });
+      assert.equal(revoked.statusCode, 204);
+      const response = await app.inject({ url: '/v1/users', headers: { 'x-api-key': readOnly.key } });
+      assert.equal(response.statusCode, 401);
+    });
+
+    test('practice B cannot see or revoke practice A’s keys (404, not 403)', async () => {
+      const list = await app.inject({ url: '/v1/api-keys', headers: other.users.ADMIN.headers });
+      assert.deepEqual((list.json() as { data: unknown[] }).data, []);
+      const response = await app.inject({ method: 'DELETE', url: `/v1/api-keys/${readOnly.id}`, headers: other.users.ADMIN.headers });
+      assert.equal(response.statusCode, 404);
+      assert.equal((await app.inject({ method: 'DELETE', url: '/v1/api-keys/not-a-uuid', headers: admin.headers })).statusCode, 404);
+    });
+
+    test('creating and revoking keys is audited', async () => {
+      const { rows } = await withPractice(db, practice.id, (tx) =>
+        tx.query<{ action: string }>("SELECT action FROM audit_events WHERE action LIKE 'api_key.%' ORDER BY id"),
+      );
+      assert.deepEqual(rows.map((r) => r.action), ['api_key.create', 'api_key.create', 'api_key.revoke']);
+    });
+  });
+}
