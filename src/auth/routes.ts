@@ -76,6 +76,21 @@ export function failureDelayMs(consecutiveFailures: number): number {
 export async function authRoutes(app: FastifyInstance): Promise<void> {
   const { db, config } = app;
 
+  /** A login refused before the password mattered (locked, deactivated): audited, not counted. */
+  async function auditRefusedLogin(request: FastifyRequest, user: LoginRow, reason: string) {
+    await withSystem(db, (tx) =>
+      auditAuth(tx, request, {
+        practiceId: user.practice_id,
+        actorType: 'user',
+        actorId: user.id,
+        action: 'auth.login',
+        resourceIds: [user.id],
+        outcome: 'denied',
+        details: { reason },
+      }),
+    );
+  }
+
   /** Counts a failure in one statement (no read-then-write race) and locks at the threshold. */
   async function recordFailedLogin(request: FastifyRequest, user: LoginRow, reason: string) {
     const failures = await withSystem(db, async (tx) => {
@@ -155,17 +170,7 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
         throw invalidCredentials();
       }
       if (user.locked_seconds_left !== null && user.locked_seconds_left > 0) {
-        await withSystem(db, (tx) =>
-          auditAuth(tx, request, {
-            practiceId: user.practice_id,
-            actorType: 'user',
-            actorId: user.id,
-            action: 'auth.login',
-            resourceIds: [user.id],
-            outcome: 'denied',
-            details: { reason: 'locked' },
-          }),
-        );
+        await auditRefusedLogin(request, user, 'locked');
         throw new AppError('ACCOUNT_LOCKED', 429, 'Too many failed attempts; try again later', [], {
           'retry-after': String(user.locked_seconds_left),
         });
@@ -175,17 +180,7 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
         throw invalidCredentials();
       }
       if (!user.active) {
-        await withSystem(db, (tx) =>
-          auditAuth(tx, request, {
-            practiceId: user.practice_id,
-            actorType: 'user',
-            actorId: user.id,
-            action: 'auth.login',
-            resourceIds: [user.id],
-            outcome: 'denied',
-            details: { reason: 'inactive' },
-          }),
-        );
+        await auditRefusedLogin(request, user, 'inactive');
         throw invalidCredentials();
       }
       let secondFactor: string | null = null;
