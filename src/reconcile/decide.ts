@@ -1,0 +1,86 @@
+// From per-pair log-odds to at most one match per incoming record, with a confidence that
+// accounts for ambiguity and up to three runner-ups.
+
+export interface ScoredCandidate {
+  practiceIndex: number;
+  logOdds: number;
+}
+
+export interface RankedCandidate {
+  practiceIndex: number;
+  confidence: number;
+}
+
+/**
+ * Confidence of each candidate under "this record is at most one of these people":
+ * P(candidate j) = odds_j / (1 + sum of all candidates' odds), where odds are the pairwise
+ * posterior odds. One candidate at 99% stays at 99%; two look-alikes at 99% each become ~50%
+ * each, which is the honest answer when the runner-up is as good as the best.
+ */
+export function rankCandidates(candidates: readonly ScoredCandidate[]): RankedCandidate[] {
+  if (candidates.length === 0) return [];
+  // log-sum-exp with the "no match" term exp(0) = 1 included, for numerical safety.
+  let maxLog = 0;
+  for (const candidate of candidates) maxLog = Math.max(maxLog, candidate.logOdds);
+  let denominator = Math.exp(-maxLog);
+  for (const candidate of candidates) denominator += Math.exp(candidate.logOdds - maxLog);
+  return candidates
+    .map((candidate) => ({
+      practiceIndex: candidate.practiceIndex,
+      confidence: Math.exp(candidate.logOdds - maxLog) / denominator,
+    }))
+    .sort((a, b) => b.confidence - a.confidence || a.practiceIndex - b.practiceIndex);
+}
+
+/** Confidences are reported to four decimals, never exactly 1: no linkage is certain. */
+export function roundConfidence(confidence: number): number {
+  return Math.min(0.9999, Math.round(confidence * 10_000) / 10_000);
+}
+
+export interface RecordDecision {
+  recordIndex: number;
+  ranked: RankedCandidate[];
+}
+
+export interface Assignment {
+  recordIndex: number;
+  /** Position in `ranked` of the chosen candidate. */
+  choice: number;
+}
+
+/**
+ * Picks each record's best candidate at or above the threshold. With oneToOne, practice records
+ * are handed out greedily by confidence, so a practice record goes to the incoming row that
+ * fits it best and the others fall back to their next candidate (if still above the threshold).
+ */
+export function assign(decisions: readonly RecordDecision[], threshold: number, oneToOne: boolean): Assignment[] {
+  if (!oneToOne) {
+    const result: Assignment[] = [];
+    for (const decision of decisions) {
+      const best = decision.ranked[0];
+      if (best !== undefined && roundConfidence(best.confidence) >= threshold) {
+        result.push({ recordIndex: decision.recordIndex, choice: 0 });
+      }
+    }
+    return result;
+  }
+  const options: { decision: number; choice: number; confidence: number; practiceIndex: number }[] = [];
+  decisions.forEach((decision, d) => {
+    decision.ranked.forEach((candidate, choice) => {
+      if (roundConfidence(candidate.confidence) >= threshold) {
+        options.push({ decision: d, choice, confidence: candidate.confidence, practiceIndex: candidate.practiceIndex });
+      }
+    });
+  });
+  options.sort((a, b) => b.confidence - a.confidence || a.decision - b.decision || a.choice - b.choice);
+  const takenPractice = new Set<number>();
+  const assigned = new Map<number, number>();
+  for (const option of options) {
+    if (assigned.has(option.decision) || takenPractice.has(option.practiceIndex)) continue;
+    assigned.set(option.decision, option.choice);
+    takenPractice.add(option.practiceIndex);
+  }
+  return [...assigned.entries()]
+    .map(([d, choice]) => ({ recordIndex: (decisions[d] as RecordDecision).recordIndex, choice }))
+    .sort((a, b) => a.recordIndex - b.recordIndex);
+}

@@ -1,0 +1,253 @@
+// Key recognition: free-form export rows (any spelling of "First Name") -> one canonical record.
+import { asText } from './text.js';
+
+export type CanonicalField =
+  | 'firstName' | 'middleName' | 'lastName' | 'otherLastName' | 'fullName'
+  | 'dateOfBirth' | 'email' | 'phone' | 'gender'
+  | 'streetNumber' | 'addressLine1' | 'addressLine2' | 'city' | 'state' | 'postalCode' | 'country'
+  | 'memberId'
+  | 'serviceDate' | 'service' | 'amount' | 'amountCents';
+
+/** A raw record with its keys recognised; values are still raw text (normalisers run later). */
+export interface CanonicalRecord {
+  firstName: string | null;
+  middleName: string | null;
+  lastName: string | null;
+  /** Maiden / previous / alias surnames: a married-name change must still match. */
+  otherLastNames: string[];
+  fullName: string | null;
+  dateOfBirth: string | null;
+  emails: string[];
+  phones: string[];
+  gender: string | null;
+  streetNumber: string | null;
+  addressLine1: string | null;
+  addressLine2: string | null;
+  city: string | null;
+  state: string | null;
+  postalCode: string | null;
+  country: string | null;
+  memberIds: string[];
+  serviceDate: string | null;
+  service: string | null;
+  amount: string | null;
+  amountCents: number | null;
+}
+
+export function emptyRecord(): CanonicalRecord {
+  return {
+    firstName: null, middleName: null, lastName: null, otherLastNames: [], fullName: null,
+    dateOfBirth: null, emails: [], phones: [], gender: null,
+    streetNumber: null, addressLine1: null, addressLine2: null, city: null, state: null, postalCode: null,
+    country: null, memberIds: [], serviceDate: null, service: null, amount: null, amountCents: null,
+  };
+}
+
+/**
+ * Recognised spellings, compared after {@link normaliseKey} (lower-case, letters and digits only),
+ * so "First Name", first_name, FIRST-NAME and firstName are all "firstname".
+ * docs/reconciliation.md lists these for users: keep the two in step.
+ */
+const ALIASES: Record<CanonicalField, readonly string[]> = {
+  firstName: [
+    'firstname', 'first', 'fname', 'givenname', 'given', 'forename', 'forenames', 'namefirst', 'christianname',
+    'preferredname', 'nickname', 'patientfirstname', 'clientfirstname', 'memberfirstname', 'customerfirstname',
+    'guestfirstname', 'firstnm',
+  ],
+  middleName: ['middlename', 'middle', 'middleinitial', 'mi', 'namemiddle', 'secondname'],
+  lastName: [
+    'lastname', 'last', 'lname', 'surname', 'familyname', 'family', 'namelast', 'patientlastname',
+    'clientlastname', 'memberlastname', 'customerlastname', 'guestlastname', 'lastnm',
+  ],
+  otherLastName: ['maidenname', 'previouslastname', 'formerlastname', 'birthname', 'priorlastname', 'aliaslastname', 'othersurname'],
+  fullName: [
+    'name', 'fullname', 'patientname', 'clientname', 'membername', 'customername', 'guestname', 'patient',
+    'client', 'member', 'customer', 'guest', 'displayname', 'contactname', 'legalname',
+  ],
+  dateOfBirth: [
+    'dob', 'dateofbirth', 'birthdate', 'birthday', 'birth', 'bdate', 'bday', 'dobmmddyyyy', 'dobddmmyyyy',
+    'dobyyyymmdd', 'patientdob', 'clientdob', 'memberdob', 'customerdob', 'datebirth',
+  ],
+  email: [
+    'email', 'emailaddress', 'mail', 'emailid', 'email1', 'email2', 'primaryemail', 'personalemail',
+    'patientemail', 'clientemail', 'memberemail', 'customeremail', 'emailaddr', 'contactemail',
+  ],
+  phone: [
+    'phone', 'phonenumber', 'phoneno', 'phonenum', 'mobile', 'mobilephone', 'mobilenumber', 'mobileno', 'cell',
+    'cellphone', 'cellnumber', 'telephone', 'tel', 'homephone', 'workphone', 'primaryphone', 'contactnumber',
+    'contactphone', 'phone1', 'phone2', 'ph', 'sms', 'patientphone', 'clientphone', 'memberphone',
+    'customerphone', 'phonemobile', 'phonehome',
+  ],
+  gender: ['gender', 'sex'],
+  streetNumber: ['streetnumber', 'streetno', 'housenumber', 'houseno', 'streetnum', 'buildingnumber'],
+  addressLine1: [
+    'address', 'address1', 'addressline1', 'addr1', 'addr', 'street', 'streetaddress', 'street1', 'line1',
+    'mailingaddress', 'homeaddress', 'streetline1', 'addressstreet',
+  ],
+  addressLine2: ['address2', 'addressline2', 'addr2', 'street2', 'line2', 'apt', 'suite', 'unit', 'apartment', 'streetline2'],
+  city: ['city', 'suburb', 'town', 'locality', 'municipality', 'cityname', 'towncity', 'addresscity'],
+  state: ['state', 'province', 'region', 'stateprovince', 'stateorprovince', 'statecode', 'st', 'territory', 'addressstate'],
+  postalCode: [
+    'zip', 'zipcode', 'postcode', 'postalcode', 'postal', 'zippostalcode', 'postalzip', 'zip5', 'pincode',
+    'addresszip', 'addresspostalcode',
+  ],
+  country: ['country', 'countrycode', 'countryname'],
+  memberId: [
+    'memberid', 'membernumber', 'memberno', 'loyaltyid', 'loyaltynumber', 'alleid', 'allememberid', 'aspireid',
+    'aspirememberid', 'accountnumber', 'accountid', 'customerid', 'customernumber', 'clientid', 'clientnumber',
+    'patientid', 'patientnumber', 'externalid', 'mrn', 'medicalrecordnumber', 'chartnumber', 'guestid',
+  ],
+  serviceDate: [
+    'date', 'servicedate', 'transactiondate', 'redemptiondate', 'redeemeddate', 'redeemedat', 'visitdate',
+    'appointmentdate', 'treatmentdate', 'purchasedate', 'saledate', 'dateofservice', 'dos', 'posteddate',
+    'postdate', 'orderdate', 'datetime', 'starttime', 'start', 'startsat', 'scheduledat', 'transactiontime',
+    'redemptiontime',
+  ],
+  service: [
+    'service', 'servicename', 'product', 'productname', 'treatment', 'treatmentname', 'item', 'itemname',
+    'description', 'procedure', 'procedurename', 'offer', 'offername', 'brand', 'sku', 'lineitem',
+  ],
+  amount: [
+    'amount', 'total', 'price', 'value', 'reward', 'rewardamount', 'rewardvalue', 'saleamount', 'subtotal',
+    'paid', 'amountpaid', 'netamount', 'discount', 'rebate', 'redemptionamount', 'redeemedamount', 'charge',
+    'totalamount', 'grandtotal', 'cost',
+  ],
+  amountCents: ['pricecents', 'amountcents', 'totalcents', 'valuecents', 'rewardcents'],
+};
+
+const FIELD_BY_KEY: ReadonlyMap<string, CanonicalField> = (() => {
+  const map = new Map<string, CanonicalField>();
+  for (const [field, spellings] of Object.entries(ALIASES) as [CanonicalField, readonly string[]][]) {
+    map.set(field.toLowerCase(), field);
+    for (const spelling of spellings) map.set(spelling, field);
+  }
+  return map;
+})();
+
+/** Loose rules for keys no alias covers ("Client Mobile #", "Birth Date (MM/DD/YYYY)"). */
+const KEY_PATTERNS: readonly [RegExp, CanonicalField][] = [
+  [/e?mail/, 'email'],
+  [/phone|mobile|cell|telephone/, 'phone'],
+  [/zip|postcode|postal/, 'postalCode'],
+  [/birth|dob/, 'dateOfBirth'],
+  [/maiden|previoussurname|previouslastname/, 'otherLastName'],
+  [/firstname|givenname|forename/, 'firstName'],
+  [/lastname|surname|familyname/, 'lastName'],
+  [/middlename/, 'middleName'],
+  [/suburb|city|town/, 'city'],
+  [/addressline2|address2|addr2/, 'addressLine2'],
+  [/street|address/, 'addressLine1'],
+  [/province|state/, 'state'],
+  [/memberid|loyalty|membernumber|accountnumber/, 'memberId'],
+];
+
+/** Case- and punctuation-insensitive key: "First Name", first_name and firstName all become "firstname". */
+export function normaliseKey(key: string): string {
+  return key.normalize('NFKD').toLowerCase().replace(/[^a-z0-9]/g, '');
+}
+
+/** The canonical field for an export key, or null when it is not recognised. */
+export function recogniseKey(key: string): CanonicalField | null {
+  const normalised = normaliseKey(key);
+  if (normalised === '') return null;
+  const exact = FIELD_BY_KEY.get(normalised);
+  if (exact !== undefined) return exact;
+  for (const [pattern, field] of KEY_PATTERNS) if (pattern.test(normalised)) return field;
+  return null;
+}
+
+/** Keys of nested objects whose every value is an identifier ({ externalIds: { alle: "123" } }). */
+const ID_CONTAINERS = new Set(['externalids', 'ids', 'identifiers', 'memberids', 'loyaltyids']);
+const MAX_DEPTH = 3;
+
+type Assignment = { field: CanonicalField; value: unknown };
+
+function collectAssignments(
+  object: Record<string, unknown>,
+  mapping: ReadonlyMap<string, CanonicalField | null>,
+  prefix: string,
+  depth: number,
+  out: Assignment[],
+): void {
+  for (const [key, value] of Object.entries(object)) {
+    const path = prefix === '' ? key : `${prefix}.${key}`;
+    const explicit = mapping.has(path) ? mapping.get(path) : mapping.get(normaliseKey(path));
+    if (explicit === null) continue; // mapped to "ignore"
+    if (explicit !== undefined) {
+      out.push({ field: explicit, value });
+      continue;
+    }
+    if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+      if (depth >= MAX_DEPTH) continue;
+      const nested = value as Record<string, unknown>;
+      if (ID_CONTAINERS.has(normaliseKey(key))) {
+        for (const id of Object.values(nested)) out.push({ field: 'memberId', value: id });
+      } else {
+        collectAssignments(nested, mapping, path, depth + 1, out);
+      }
+      continue;
+    }
+    // "address" + "line1" reads better as one key than "line1" alone; a parent like "patient" adds nothing.
+    const parentKey = prefix === '' ? '' : normaliseKey(prefix.slice(prefix.lastIndexOf('.') + 1));
+    const field = (parentKey !== '' ? FIELD_BY_KEY.get(parentKey + normaliseKey(key)) : undefined) ?? recogniseKey(key);
+    if (field === null) continue;
+    if (Array.isArray(value)) {
+      for (const item of value) out.push({ field, value: item });
+    } else {
+      out.push({ field, value });
+    }
+  }
+}
+
+/** Explicit fieldMapping (input key -> canonical field, or "ignore"), keys matched exactly or normalised. */
+export function compileFieldMapping(fieldMapping: Record<string, string> | undefined): Map<string, CanonicalField | null> {
+  const compiled = new Map<string, CanonicalField | null>();
+  if (fieldMapping === undefined) return compiled;
+  for (const [inputKey, target] of Object.entries(fieldMapping)) {
+    const normalisedTarget = normaliseKey(target);
+    const field = normalisedTarget === '' || normalisedTarget === 'ignore' || normalisedTarget === 'none'
+      ? null
+      : (FIELD_BY_KEY.get(normalisedTarget) ?? null);
+    compiled.set(inputKey, field);
+    compiled.set(normaliseKey(inputKey), field);
+  }
+  return compiled;
+}
+
+function assign(record: CanonicalRecord, field: CanonicalField, raw: unknown): void {
+  if (field === 'amountCents') {
+    if (typeof raw === 'number' && Number.isFinite(raw)) record.amountCents ??= Math.round(raw);
+    else {
+      const text = asText(raw);
+      if (text !== null && /^-?\d+$/.test(text)) record.amountCents ??= Number(text);
+    }
+    return;
+  }
+  const text = asText(raw);
+  if (text === null) return;
+  switch (field) {
+    case 'email': if (!record.emails.includes(text)) record.emails.push(text); return;
+    case 'phone': if (!record.phones.includes(text)) record.phones.push(text); return;
+    case 'memberId': if (!record.memberIds.includes(text)) record.memberIds.push(text); return;
+    case 'otherLastName': record.otherLastNames.push(text); return;
+    default:
+      // The first value seen for a single-valued field wins; later duplicates are ignored.
+      record[field] ??= text;
+  }
+}
+
+/**
+ * Recognises the keys of one free-form incoming object. Non-objects give null (the caller
+ * reports them unmatched). `mapping` comes from {@link compileFieldMapping} and wins over recognition.
+ */
+export function recogniseRecord(
+  input: unknown,
+  mapping: ReadonlyMap<string, CanonicalField | null> = new Map(),
+): CanonicalRecord | null {
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) return null;
+  const assignments: Assignment[] = [];
+  collectAssignments(input as Record<string, unknown>, mapping, '', 0, assignments);
+  const record = emptyRecord();
+  for (const { field, value } of assignments) assign(record, field, value);
+  return record;
+}

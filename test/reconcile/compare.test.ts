@@ -1,0 +1,90 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import {
+  compareDates, compareEmails, compareGivenNames, comparePhones, compareSurnames, isAdjacentTransposition,
+  MISSING, type NameValue,
+} from '../../src/reconcile/compare.js';
+import { normaliseEmail, normalisePhone, nameTokens } from '../../src/reconcile/normalise.js';
+import { comparePeople, F } from '../../src/reconcile/features.js';
+import { emptyRecord } from '../../src/reconcile/fields.js';
+import { preparePerson } from '../../src/reconcile/prepare.js';
+
+const name = (value: string): NameValue => {
+  const tokens = nameTokens(value);
+  return { joined: tokens.join(''), tokens };
+};
+const emails = (...values: string[]) => values.map((v) => normaliseEmail(v)!);
+const phones = (...values: string[]) => values.map((v) => normalisePhone(v)!);
+
+describe('given-name comparator', () => {
+  it('grades exact, nickname, typo, initial and different', () => {
+    assert.equal(compareGivenNames(name('Elizabeth'), name('ELIZABETH')).level, 0);
+    assert.equal(compareGivenNames(name('Elizabeth'), name('Liz')).level, 1);
+    assert.equal(compareGivenNames(name('Bill'), name('William')).level, 1);
+    assert.equal(compareGivenNames(name('Katherine'), name('Katherien')).level, 2);
+    assert.equal(compareGivenNames(name('J'), name('Jennifer')).level, 3);
+    assert.equal(compareGivenNames(name('Emma'), name('Rachel')).level, 4);
+  });
+  it('treats a missing name as missing, not as disagreement', () => {
+    assert.equal(compareGivenNames(null, name('Ann')).level, MISSING);
+  });
+});
+
+describe('surname comparator', () => {
+  it('grades typos and double-barrelled names, and accepts a maiden name', () => {
+    assert.equal(compareSurnames(name("O'Brien"), name('OBRIEN')).level, 0);
+    assert.equal(compareSurnames(name('Harrington'), name('Harrinton')).level, 1);
+    assert.equal(compareSurnames(name('Garcia'), name('Garcia-Lopez')).level, 1);
+    assert.equal(compareSurnames(name('Nguyen'), name('Smith')).level, 3);
+    assert.equal(compareSurnames(name('Miller'), name('Novak'), [name('Miller')]).level, 0);
+  });
+});
+
+describe('date comparator', () => {
+  it('accepts a day-month swap and a one-digit typo as near agreement', () => {
+    assert.equal(compareDates(['19850304'], ['19850403']).level, 1);
+    assert.equal(compareDates(['19850304'], ['19850314']).level, 1);
+    assert.equal(compareDates(['19850304'], ['19580304']).level, 1); // transposed year digits
+  });
+  it('agrees exactly when either reading of an ambiguous date matches', () => {
+    assert.equal(compareDates(['19850304', '19850403'], ['19850403']).level, 0);
+  });
+  it('grades two of three parts and disagreement', () => {
+    assert.equal(compareDates(['19850304'], ['19850322']).level, 2);
+    assert.equal(compareDates(['19850304'], ['19621119']).level, 3);
+  });
+  it('detects adjacent transpositions only', () => {
+    assert.ok(isAdjacentTransposition('1984', '1948'));
+    assert.equal(isAdjacentTransposition('1984', '4981'), false);
+  });
+});
+
+describe('email and phone comparators', () => {
+  it('matches plus-tags, dots and case as the same mailbox', () => {
+    assert.equal(compareEmails(emails('Jane.Doe+alle@gmail.com'), emails('janedoe@gmail.com')).level, 0);
+  });
+  it('sees the same mailbox name at another provider as partial agreement', () => {
+    assert.equal(compareEmails(emails('jdoe1984@yahoo.com'), emails('jdoe1984@gmail.com')).level, 1);
+    assert.equal(compareEmails(emails('jdoe1984@yahoo.com'), emails('someone@gmail.com')).level, 2);
+  });
+  it('matches phone formats, and a wrong digit as partial agreement', () => {
+    assert.equal(comparePhones(phones('(555) 201-3040'), phones('+15552013040')).level, 0);
+    assert.equal(comparePhones(phones('555-201-3041'), phones('+15552013040')).level, 1);
+    assert.equal(comparePhones(phones('555-999-1111'), phones('+15552013040')).level, 2);
+  });
+});
+
+describe('person comparison', () => {
+  const person = (first: string, last: string) => {
+    const record = emptyRecord();
+    record.firstName = first;
+    record.lastName = last;
+    return preparePerson(record);
+  };
+  it('recognises first and last names given the wrong way round', () => {
+    const comparison = comparePeople(person('Siggins', 'Barnaby'), person('Barnaby', 'Siggins'));
+    assert.equal(comparison.swappedNames, true);
+    assert.equal(comparison.levels[F.given], 0);
+    assert.equal(comparison.levels[F.surname], 0);
+  });
+});
