@@ -1,0 +1,340 @@
+// /v1/patients (blueprint 1.3). Every handler works inside one practice-scoped transaction
+// (withPractice) and writes its audit event in that same transaction, so a read or change of a
+// patient is never without its record and a rolled-back change leaves no event claiming it.
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { recordAudit, requestOrigin, type AuditEvent } from '../audit/audit.js';
+import { principalOf } from '../auth/guard.js';
+import type { Database, Queryable } from '../db/database.js';
+import { withPractice } from '../db/scope.js';
+import { validationDetails } from '../http/error-handler.js';
+import { AppError, conflict, notFound, validationError, type ErrorDetail } from '../http/errors.js';
+import { errorResponses } from '../http/openapi.js';
+import { patientValidatorCompiler } from './validation.js';
+import { importPatients, type RowOutcome } from './import.js';
+import { normalisePatient, type PatientFields, type PatientRecord } from './model.js';
+import {
+  fromPatientWriteV1,
+  PatientCreateV1,
+  PatientIdParams,
+  PatientImportResultV1,
+  PatientImportV1,
+  PatientListQueryV1,
+  PatientListV1,
+  PatientUpdateV1,
+  PatientV1,
+  toPatientV1,
+} from './schema.v1.js';
+import { deactivatePatient, findDuplicate, findPatient, insertPatient, listPatients, updatePatient, UUID, type Duplicate } from './store.js';
+
+/** An import may carry 10,000 rows: about 5 MB of JSON, far above the default body limit. */
+export const IMPORT_BODY_LIMIT_BYTES = 20 * 1024 * 1024;
+
+type AuditBase = Omit<AuditEvent, 'action' | 'outcome'>;
+
+/** Who, from where, for which practice: the part of every audit event the request decides. */
+function auditBase(request: FastifyRequest): AuditBase & { practiceId: string } {
+  const principal = principalOf(request);
+  return {
+    ...requestOrigin(request),
+    practiceId: principal.practiceId,
+    actorType: principal.kind,
+    actorId: principal.id,
+    resourceType: 'patient',
+  };
+}
+
+function patientExists(duplicate: Duplicate): AppError {
+  const field = duplicate.rule === 'email' ? 'email' : 'dateOfBirth';
+  const what = duplicate.rule === 'email' ? 'this email' : 'this name and date of birth';
+  return conflict('PATIENT_EXISTS', `Patient ${duplicate.id} already has ${what}`, [
+    { field, message: `already used by patient ${duplicate.id}` },
+  ]);
+}
+
+const isUniqueViolation = (error: unknown) => (error as { code?: string } | null)?.code === '23505';
+
+/**
+ * Runs a write; when a unique index refuses it (another request created the duplicate between our
+ * check and our insert), answers 409 naming the patient that won, like the check would have.
+ */
+async function withDuplicateRace<T>(db: Database, practiceId: string, key: () => Parameters<typeof findDuplicate>[2], exceptId: string | null, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    if (!isUniqueViolation(error)) throw error;
+    const duplicate = await withPractice(db, practiceId, (tx) => findDuplicate(tx, practiceId, key(), exceptId));
+    if (duplicate === null) throw error;
+    throw patientExists(duplicate);
+  }
+}
+
+/** A malformed id can't name a patient: the same 404 as an unknown one, without a query. */
+function assertPatientId(id: string): void {
+  if (!UUID.test(id)) throw notFound('Patient');
+}
+
+type WriteResult = { patient: PatientRecord } | { duplicate: Duplicate } | { missing: true };
+
+/** Outcome of a write transaction that must commit its audit event even when the write is refused. */
+function unwrap(result: WriteResult): PatientRecord {
+  if ('duplicate' in result) throw patientExists(result.duplicate);
+  if ('missing' in result) throw notFound('Patient');
+  return result.patient;
+}
+
+function requireValid(errors: ErrorDetail[]): void {
+  if (errors.length > 0) throw validationError(errors);
+}
+
+export async function patientRoutes(base: FastifyInstance): Promise<void> {
+  const app = base.withTypeProvider<TypeBoxTypeProvider>();
+  app.setValidatorCompiler(patientValidatorCompiler);
+  const db = app.db;
+
+  app.get(
+    '/patients',
+    {
+      config: { permission: 'read:patients' },
+      schema: {
+        tags: ['Patients'],
+        summary: 'List patients',
+        description: 'Filter by status, search by part of a name, email or phone number; exact totals.',
+        querystring: PatientListQueryV1,
+        response: { 200: PatientListV1, ...errorResponses(400, 401, 403, 429) },
+      },
+    },
+    async (request) => {
+      const audit = auditBase(request);
+      const { page, limit, status, q, sort } = request.query;
+      const { records, total } = await withPractice(db, audit.practiceId, async (tx) => {
+        const result = await listPatients(tx, audit.practiceId, { page, limit, status, q, sort });
+        await recordAudit(tx, {
+          ...audit,
+          action: 'patient.list',
+          outcome: 'success',
+          resourceIds: result.records.map((record) => record.id),
+          // The search text can be a name: only whether there was one is recorded.
+          details: { page, limit, total: result.total, status: status ?? null, search: q !== undefined, sort },
+        });
+        return result;
+      });
+      return {
+        data: records.map(toPatientV1),
+        pagination: { page, limit, total, totalPages: Math.ceil(total / limit) },
+      };
+    },
+  );
+
+  app.post(
+    '/patients',
+    {
+      config: { permission: 'write:patients' },
+      schema: {
+        tags: ['Patients'],
+        summary: 'Create new patient',
+        body: PatientCreateV1,
+        response: { 201: PatientV1, ...errorResponses(400, 401, 403, 409, 413, 415, 429) },
+      },
+    },
+    async (request, reply) => {
+      const audit = auditBase(request);
+      const { fields, errors } = normalisePatient(fromPatientWriteV1(request.body));
+      requireValid(errors);
+      const complete = fields as Pick<PatientFields, 'firstName' | 'lastName'> & Partial<PatientFields>;
+      const key = () => ({
+        email: complete.email ?? null,
+        firstName: complete.firstName,
+        lastName: complete.lastName,
+        dateOfBirth: complete.dateOfBirth ?? null,
+      });
+      const result = await withDuplicateRace(db, audit.practiceId, key, null, () =>
+        withPractice(db, audit.practiceId, async (tx): Promise<WriteResult> => {
+          const duplicate = await findDuplicate(tx, audit.practiceId, key());
+          if (duplicate !== null) {
+            await recordAudit(tx, { ...audit, action: 'patient.create', outcome: 'failure', resourceIds: [duplicate.id], details: { reason: 'PATIENT_EXISTS', rule: duplicate.rule } });
+            return { duplicate };
+          }
+          const patient = await insertPatient(tx, audit.practiceId, complete);
+          await recordAudit(tx, { ...audit, action: 'patient.create', outcome: 'success', resourceIds: [patient.id], details: { fields: Object.keys(complete) } });
+          return { patient };
+        }),
+      );
+      const patient = unwrap(result);
+      return reply.code(201).header('location', `/v1/patients/${patient.id}`).send(toPatientV1(patient));
+    },
+  );
+
+  app.get(
+    '/patients/:patientId',
+    {
+      config: { permission: 'read:patients' },
+      schema: {
+        tags: ['Patients'],
+        summary: 'Get patient details',
+        params: PatientIdParams,
+        response: { 200: PatientV1, ...errorResponses(401, 403, 404, 429) },
+      },
+    },
+    async (request) => {
+      const audit = auditBase(request);
+      const { patientId } = request.params;
+      assertPatientId(patientId);
+      const patient = await withPractice(db, audit.practiceId, async (tx) => {
+        const found = await findPatient(tx, audit.practiceId, patientId);
+        // A miss is recorded too: probing for other practices' ids should show in the log.
+        await recordAudit(tx, { ...audit, action: 'patient.read', outcome: found ? 'success' : 'failure', resourceIds: [patientId] });
+        return found;
+      });
+      if (patient === null) throw notFound('Patient');
+      return toPatientV1(patient);
+    },
+  );
+
+  app.patch(
+    '/patients/:patientId',
+    {
+      config: { permission: 'write:patients' },
+      schema: {
+        tags: ['Patients'],
+        summary: 'Update a patient',
+        description: 'Same validation and duplicate rules as create. Setting status ACTIVE or VIP reactivates a deleted patient.',
+        params: PatientIdParams,
+        body: PatientUpdateV1,
+        response: { 200: PatientV1, ...errorResponses(400, 401, 403, 404, 409, 413, 415, 429) },
+      },
+    },
+    async (request) => {
+      const audit = auditBase(request);
+      const { patientId } = request.params;
+      assertPatientId(patientId);
+      const { fields: changes, errors } = normalisePatient(fromPatientWriteV1(request.body));
+      requireValid(errors);
+      let merged: PatientRecord | null = null;
+      const key = () => ({
+        email: merged?.email ?? null,
+        firstName: merged?.firstName ?? '',
+        lastName: merged?.lastName ?? '',
+        dateOfBirth: merged?.dateOfBirth ?? null,
+      });
+      const result = await withDuplicateRace(db, audit.practiceId, key, patientId, () =>
+        withPractice(db, audit.practiceId, (tx) => applyUpdate(tx, audit, patientId, changes, (record) => (merged = record))),
+      );
+      return toPatientV1(unwrap(result));
+    },
+  );
+
+  app.delete(
+    '/patients/:patientId',
+    {
+      config: { permission: 'delete:patients' },
+      schema: {
+        tags: ['Patients'],
+        summary: 'Deactivate a patient',
+        description: 'Sets status INACTIVE and deletedAt. The record is kept (retention) and never erased.',
+        params: PatientIdParams,
+        response: { 200: PatientV1, ...errorResponses(401, 403, 404, 429) },
+      },
+    },
+    async (request) => {
+      const audit = auditBase(request);
+      const { patientId } = request.params;
+      assertPatientId(patientId);
+      const patient = await withPractice(db, audit.practiceId, async (tx) => {
+        const updated = await deactivatePatient(tx, audit.practiceId, patientId);
+        await recordAudit(tx, { ...audit, action: 'patient.deactivate', outcome: updated ? 'success' : 'failure', resourceIds: [patientId] });
+        return updated;
+      });
+      if (patient === null) throw notFound('Patient');
+      return toPatientV1(patient);
+    },
+  );
+
+  app.post(
+    '/patients/import',
+    {
+      bodyLimit: IMPORT_BODY_LIMIT_BYTES,
+      config: { permission: 'write:patients' },
+      schema: {
+        tags: ['Patients'],
+        summary: 'Import patients in bulk',
+        description:
+          'Up to 10,000 PatientCreate rows. mode "atomic" (default) creates all or none; "partial" creates the valid rows. Results per row, in row order.',
+        body: PatientImportV1,
+        response: { 200: PatientImportResultV1, ...errorResponses(400, 401, 403, 409, 413, 415, 429) },
+      },
+    },
+    async (request) => {
+      const audit = auditBase(request);
+      const { mode, patients } = request.body;
+      const validateRow = request.compileValidationSchema(PatientCreateV1, 'body');
+      const checkSchema = (row: unknown, index: number): ErrorDetail[] =>
+        validateRow(row)
+          ? []
+          : validationDetails((validateRow.errors ?? []) as Parameters<typeof validationDetails>[0], 'body').map((detail) => ({
+              field: detail.field === '(body)' ? `patients.${index}` : `patients.${index}.${detail.field}`,
+              message: detail.message,
+            }));
+      const outcome = await withPractice(db, audit.practiceId, async (tx) => {
+        const result = await importPatients(tx, audit.practiceId, patients, mode, checkSchema);
+        if (!result.committed) throw new ImportRejected(result.results);
+        const created = result.results.filter((r) => r.status === 'created').map((r) => (r as { id: string }).id);
+        await recordAudit(tx, { ...audit, action: 'patient.import', outcome: 'success', resourceIds: created, details: { mode, rows: patients.length, created: created.length } });
+        return result;
+      }).catch(async (error: unknown) => {
+        if (!(error instanceof ImportRejected)) throw error;
+        // The rows were rolled back; the refused attempt is still recorded.
+        await withPractice(db, audit.practiceId, (tx) =>
+          recordAudit(tx, { ...audit, action: 'patient.import', outcome: 'failure', details: { mode, rows: patients.length, failed: countFailed(error.results) } }),
+        );
+        throw atomicImportError(error.results);
+      });
+      const created = outcome.results.filter((r) => r.status === 'created').length;
+      return { mode, total: patients.length, created, failed: patients.length - created, results: outcome.results };
+    },
+  );
+}
+
+/** Thrown inside the import transaction to roll it back while keeping the per-row results. */
+class ImportRejected extends Error {
+  constructor(readonly results: RowOutcome[]) {
+    super('atomic import rejected');
+  }
+}
+
+const countFailed = (results: RowOutcome[]) => results.filter((r) => r.status === 'failed').length;
+
+/** 400 when any row is invalid, else 409 when rows only duplicate existing patients; details per row. */
+function atomicImportError(results: RowOutcome[]): AppError {
+  const failed = results.filter((r): r is Extract<RowOutcome, { status: 'failed' }> => r.status === 'failed');
+  const details = failed.flatMap((r) => r.errors);
+  const onlyDuplicates = failed.every((r) => r.existingPatientId !== undefined);
+  const summary = `${failed.length} of ${results.length} rows were refused; nothing was imported (atomic mode)`;
+  return onlyDuplicates ? conflict('PATIENT_EXISTS', summary, details) : validationError(details, summary);
+}
+
+/** PATCH inside its transaction: load, merge, check duplicates against the merged record, write. */
+async function applyUpdate(
+  tx: Queryable,
+  audit: AuditBase & { practiceId: string },
+  patientId: string,
+  changes: Partial<PatientFields>,
+  remember: (merged: PatientRecord) => void,
+): Promise<WriteResult> {
+  const current = await findPatient(tx, audit.practiceId, patientId);
+  if (current === null) {
+    await recordAudit(tx, { ...audit, action: 'patient.update', outcome: 'failure', resourceIds: [patientId] });
+    return { missing: true };
+  }
+  const merged: PatientRecord = { ...current, ...changes };
+  remember(merged);
+  const staysLive = changes.status === 'ACTIVE' || changes.status === 'VIP' || current.deletedAt === null;
+  const duplicate = staysLive ? await findDuplicate(tx, audit.practiceId, merged, patientId) : null;
+  if (duplicate !== null) {
+    await recordAudit(tx, { ...audit, action: 'patient.update', outcome: 'failure', resourceIds: [patientId, duplicate.id], details: { reason: 'PATIENT_EXISTS', rule: duplicate.rule } });
+    return { duplicate };
+  }
+  const patient = await updatePatient(tx, audit.practiceId, patientId, changes);
+  await recordAudit(tx, { ...audit, action: 'patient.update', outcome: 'success', resourceIds: [patientId], details: { fields: Object.keys(changes) } });
+  return { patient: patient! };
+}
