@@ -39,6 +39,16 @@ export function errorResponses(...statuses: number[]): Record<number, { descript
   );
 }
 
+export function operationIdFor(method: string, url: string): string {
+  const words = url
+    .replace(/^\/v\d+\//, '/')
+    .split(/[/_-]+/)
+    .filter(Boolean)
+    .map((part) => (part.startsWith(':') ? `by ${part.slice(1)}` : part))
+    .flatMap((part) => part.split(' '));
+  return [method.toLowerCase(), ...words.map((w) => w[0]!.toUpperCase() + w.slice(1))].join('');
+}
+
 type OpenApiDocument = {
   openapi: string;
   servers?: unknown[];
@@ -63,6 +73,8 @@ export function documentForVersion(full: OpenApiDocument, version: string, local
 export async function registerOpenApi(app: FastifyInstance, config: Config): Promise<void> {
   app.addSchema(ErrorEnvelope);
   await app.register(swagger, {
+    // Keep /v1 in the generated paths: documentForVersion splits the document by that prefix.
+    stripBasePath: false,
     openapi: {
       openapi: '3.0.3',
       info: {
@@ -84,9 +96,23 @@ export async function registerOpenApi(app: FastifyInstance, config: Config): Pro
         { name: 'Authentication', description: 'Login, tokens, MFA' },
         { name: 'Patients', description: 'Patient records (PHI)' },
         { name: 'Appointments', description: 'Scheduling without double booking' },
+        { name: 'Services', description: 'The practice’s catalog of treatments' },
+        { name: 'Reports', description: 'Appointment statistics and revenue' },
         { name: 'AI', description: 'Reconciliation of outside records' },
         { name: 'Meta', description: 'Versions and API description' },
       ],
+    },
+    // Client generators name methods after operationId: derive a stable one from method and path
+    // (POST /v1/auth/login → postAuthLogin) unless the route names its own.
+    transform: ({ schema, url, route }) => {
+      const transformed = { ...(schema as Record<string, unknown>) };
+      if (transformed.operationId === undefined && typeof route.method === 'string') {
+        transformed.operationId = operationIdFor(route.method, url);
+      }
+      if (transformed.description === undefined && typeof transformed.summary === 'string') {
+        transformed.description = transformed.summary;
+      }
+      return { schema: transformed as typeof schema, url };
     },
     refResolver: {
       buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`),
@@ -109,6 +135,10 @@ export async function registerOpenApi(app: FastifyInstance, config: Config): Pro
       withDefaultFonts: false,
       hideClientButton: true,
       telemetry: false,
+      // Offline and PHI-minded: none of Scalar's cloud features (AI agent, MCP, sharing).
+      agent: { disabled: true },
+      mcp: { disabled: true },
+      showDeveloperTools: 'never',
     } as Record<string, unknown>,
   });
 }

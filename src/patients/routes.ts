@@ -10,7 +10,6 @@ import { withPractice } from '../db/scope.js';
 import { validationDetails } from '../http/error-handler.js';
 import { AppError, conflict, notFound, validationError, type ErrorDetail } from '../http/errors.js';
 import { errorResponses } from '../http/openapi.js';
-import { patientValidatorCompiler } from './validation.js';
 import { importPatients, type RowOutcome } from './import.js';
 import { normalisePatient, type PatientFields, type PatientRecord } from './model.js';
 import {
@@ -89,7 +88,6 @@ function requireValid(errors: ErrorDetail[]): void {
 
 export async function patientRoutes(base: FastifyInstance): Promise<void> {
   const app = base.withTypeProvider<TypeBoxTypeProvider>();
-  app.setValidatorCompiler(patientValidatorCompiler);
   const db = app.db;
 
   app.get(
