@@ -68,6 +68,25 @@ export interface Config {
   shutdownGraceMs: number;
   /** Public base URL used in Link headers and the OpenAPI servers list. */
   publicBaseUrl: string | undefined;
+  /** POST /v1/ai/reconcile: worker pool, circuit breaker (blueprint 3.2) and body limit. */
+  reconcile: ReconcileConfig;
+}
+
+export interface ReconcileConfig {
+  /** Worker threads (RECONCILE_WORKERS); undefined: one less than the cores, at least one. */
+  workers: number | undefined;
+  /** Jobs that may wait for a worker (RECONCILE_QUEUE_LIMIT); one more is a 503. */
+  queueLimit: number;
+  /** Longest a job may run before its worker is stopped (RECONCILE_TIMEOUT_MS). */
+  timeoutMs: number;
+  /** Consecutive failures that open the breaker (RECONCILE_BREAKER_FAILURES). */
+  breakerFailureThreshold: number;
+  /** OPEN -> HALF_OPEN after this long (RECONCILE_BREAKER_RECOVERY_MS). */
+  breakerRecoveryMs: number;
+  /** Breaker monitor interval (RECONCILE_BREAKER_MONITOR_MS). */
+  breakerMonitorMs: number;
+  /** Body limit of POST /v1/ai/reconcile (RECONCILE_BODY_LIMIT_BYTES): 10,000 records fit. */
+  bodyLimitBytes: number;
 }
 
 export class ConfigError extends Error {
@@ -302,6 +321,15 @@ export function loadConfig(env: Env = process.env): Config {
     },
     shutdownGraceMs: readInteger(env, 'SHUTDOWN_GRACE_MS', 10_000, 0, 300_000),
     publicBaseUrl: readUrl(env, 'PUBLIC_BASE_URL', ['http:', 'https:']),
+    reconcile: {
+      workers: readString(env, 'RECONCILE_WORKERS') === undefined ? undefined : readInteger(env, 'RECONCILE_WORKERS', 1, 1, 64),
+      queueLimit: readInteger(env, 'RECONCILE_QUEUE_LIMIT', 4, 0, 1000),
+      timeoutMs: readInteger(env, 'RECONCILE_TIMEOUT_MS', 30_000, 1000, 600_000),
+      breakerFailureThreshold: readInteger(env, 'RECONCILE_BREAKER_FAILURES', 5, 1, 100),
+      breakerRecoveryMs: readInteger(env, 'RECONCILE_BREAKER_RECOVERY_MS', 60_000, 1000, 3_600_000),
+      breakerMonitorMs: readInteger(env, 'RECONCILE_BREAKER_MONITOR_MS', 10_000, 1000, 600_000),
+      bodyLimitBytes: readInteger(env, 'RECONCILE_BODY_LIMIT_BYTES', 25 * 1_048_576, 1_048_576, 200 * 1_048_576),
+    },
   };
 }
 

@@ -20,8 +20,11 @@ export type DatabaseKind = 'pglite' | 'postgres';
 
 export interface Database extends Queryable {
   readonly kind: DatabaseKind;
-  /** BEGIN … COMMIT around fn; ROLLBACK and rethrow if fn throws. */
-  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  /**
+   * BEGIN … COMMIT around fn; ROLLBACK and rethrow if fn throws. `prelude`: parameterless SQL run
+   * first inside the transaction, sent with BEGIN in the same round trip (tenant scoping).
+   */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>, prelude?: string): Promise<T>;
   /** One cheap round trip; throws when the database is unreachable. */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -61,7 +64,11 @@ export async function openPglite({ dataDir }: PgliteOptions): Promise<Database> 
     kind: 'pglite',
     query: root.query,
     exec: root.exec,
-    transaction: (fn) => db.transaction((tx) => fn(wrap(tx))),
+    transaction: (fn, prelude) =>
+      db.transaction(async (tx) => {
+        if (prelude) await tx.exec(prelude);
+        return fn(wrap(tx));
+      }),
     async ping() {
       await db.query('SELECT 1');
     },
@@ -77,13 +84,15 @@ export interface PostgresOptions {
   /** Extra search_path entries first (tests isolate themselves in a schema). */
   searchPath?: string;
   applicationName?: string;
+  /** How long to wait for a connection before failing (the request then gets a 503). */
+  connectTimeoutMs?: number;
 }
 
 export async function openPostgres(options: PostgresOptions): Promise<Database> {
   const pool = new pg.Pool({
     connectionString: options.connectionString,
     max: options.poolSize,
-    connectionTimeoutMillis: 5_000,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? 5_000,
     idleTimeoutMillis: 30_000,
     application_name: options.applicationName ?? 'medspasync-pro',
     ...(options.searchPath ? { options: `-c search_path=${options.searchPath}` } : {}),
@@ -113,11 +122,17 @@ export async function openPostgres(options: PostgresOptions): Promise<Database> 
     kind: 'postgres',
     query: root.query,
     exec: root.exec,
-    async transaction(fn) {
+    async transaction(fn, prelude) {
       const client = await pool.connect();
       let broken = false;
+      // A checked-out client whose connection drops (database restart, network cut) emits
+      // 'error'; unheard, that would crash the process. The pending query rejects anyway.
+      const onError = () => {
+        broken = true;
+      };
+      client.on('error', onError);
       try {
-        await client.query('BEGIN');
+        await client.query(prelude ? `BEGIN; ${prelude}` : 'BEGIN');
         const result = await fn(wrap(client));
         await client.query('COMMIT');
         return result;
@@ -129,6 +144,7 @@ export async function openPostgres(options: PostgresOptions): Promise<Database> 
         }
         throw error;
       } finally {
+        client.off('error', onError);
         client.release(broken);
       }
     },
@@ -145,10 +161,15 @@ export interface OpenDatabaseOptions {
   databaseUrl: string | undefined;
   dataDir: string | undefined;
   poolSize: number;
+  connectTimeoutMs?: number;
 }
 
 export function openDatabase(options: OpenDatabaseOptions): Promise<Database> {
   return options.databaseUrl
-    ? openPostgres({ connectionString: options.databaseUrl, poolSize: options.poolSize })
+    ? openPostgres({
+        connectionString: options.databaseUrl,
+        poolSize: options.poolSize,
+        ...(options.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: options.connectTimeoutMs }),
+      })
     : openPglite({ dataDir: options.dataDir });
 }

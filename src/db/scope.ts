@@ -7,21 +7,18 @@ import type { Database, Queryable } from './database.js';
  * row-level security hides every other practice's rows even from a query missing its filter.
  */
 export function withPractice<T>(db: Database, practiceId: string, work: (tx: Queryable) => Promise<T>): Promise<T> {
-  return db.transaction(async (tx) => {
-    await tx.query("SELECT set_config('role', 'medspa_app', true), set_config('app.practice_id', $1, true)", [
-      practiceId,
-    ]);
-    return work(tx);
-  });
+  // The id is inlined so that scoping travels with BEGIN in one round trip; it is only ever a
+  // UUID from a verified token or key, and anything else is refused here, before any SQL.
+  if (!UUID.test(practiceId)) return Promise.reject(new TypeError('practice id must be a UUID'));
+  return db.transaction(work, `SET LOCAL ROLE medspa_app; SET LOCAL app.practice_id = '${practiceId}'`);
 }
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
  * The cross-practice path (login by email, first start, audit sealing). Rare on purpose:
  * grep for withSystem to review every place that can see more than one practice.
  */
 export function withSystem<T>(db: Database, work: (tx: Queryable) => Promise<T>): Promise<T> {
-  return db.transaction(async (tx) => {
-    await tx.query("SELECT set_config('role', 'medspa_system', true)");
-    return work(tx);
-  });
+  return db.transaction(work, 'SET LOCAL ROLE medspa_system');
 }
