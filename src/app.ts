@@ -13,7 +13,7 @@ import type { Redis } from 'ioredis';
 import type { Config } from './config.js';
 import { openDatabase, type Database } from './db/database.js';
 import { migrate } from './db/migrate.js';
-import { registerErrorHandling } from './http/error-handler.js';
+import { frameworkError, registerErrorHandling } from './http/error-handler.js';
 import { strictBodyValidators } from './http/validation.js';
 import { registerHealth } from './http/health.js';
 import { registerRateLimits } from './http/rate-limit.js';
@@ -121,6 +121,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     ...serverOptions(config), // slow-client timeouts; HTTPS when TLS_CERT_FILE/TLS_KEY_FILE are set
     return503OnClosing: true,
     routerOptions: { maxParamLength: 200 },
+    frameworkErrors: frameworkError,
     schemaController: { compilersFactory: { buildValidator: strictBodyValidators() } },
     ajv: {
       customOptions: {

@@ -4,6 +4,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import FindMyWay, { type HTTPVersion } from 'find-my-way';
 import { AppError, envelope, type ErrorDetail } from './errors.js';
+import { establishRequestContext } from './request-context.js';
 
 interface AjvIssue {
   instancePath: string;
@@ -124,6 +125,27 @@ function send(
     .send(envelope(code, message, details, request.id, request.correlationId));
 }
 
+/**
+ * Errors Fastify raises while routing, before any hook runs (an undecodable URL, a path parameter
+ * over the length limit): same envelope, same ids.
+ */
+export function frameworkError(error: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+  establishRequestContext(request, reply);
+  const message =
+    error.code === 'FST_ERR_BAD_URL' ? 'The URL is not valid (bad percent-encoding)' : error.message;
+  return send(request, reply, error.statusCode ?? 400, CODE_BY_STATUS[error.statusCode ?? 400] ?? 'BAD_REQUEST', message);
+}
+
+// PostgreSQL refusing a value the schema let through (a NUL character, a date out of its range):
+// the client sent it, so it is a 400, and the failed statement wrote nothing.
+const CLIENT_DATA_ERRORS: Record<string, string> = {
+  '22021': 'The request contains a character that cannot be stored (such as NUL)',
+  '22P05': 'The request contains a character that cannot be stored (such as NUL)',
+  '22008': 'A date or time in the request is out of range',
+  '22007': 'A date or time in the request is not valid',
+  '22003': 'A number in the request is out of range',
+};
+
 export function replyWithError(request: FastifyRequest, reply: FastifyReply, error: unknown) {
   if (error instanceof AppError) {
     if (error.statusCode >= 500) request.log.warn({ code: error.code }, error.message);
@@ -150,6 +172,10 @@ export function replyWithError(request: FastifyRequest, reply: FastifyReply, err
       friendly?.code ?? CODE_BY_STATUS[status] ?? 'BAD_REQUEST',
       friendly?.message ?? fastifyError.message,
     );
+  }
+  const sqlState = (error as { code?: unknown } | null)?.code;
+  if (typeof sqlState === 'string' && CLIENT_DATA_ERRORS[sqlState] !== undefined) {
+    return send(request, reply, 400, 'BAD_REQUEST', CLIENT_DATA_ERRORS[sqlState]);
   }
   if (isDatabaseUnavailable(error)) {
     request.log.error({ err: error }, 'database unavailable');

@@ -2,7 +2,7 @@
 // one request in the log) and a correlationId that a caller may supply to tie several requests
 // of one operation together. Both go back in headers and in every error body.
 import { randomBytes } from 'node:crypto';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -23,13 +23,16 @@ function correlationIdFor(request: FastifyRequest): string {
   return `corr_${randomBytes(12).toString('hex')}`;
 }
 
+/** Sets the ids on the request and the reply; also used for errors raised before any hook ran. */
+export function establishRequestContext(request: FastifyRequest, reply: FastifyReply): void {
+  if (request.startedAt === 0n) request.startedAt = process.hrtime.bigint();
+  if (request.correlationId === '') request.correlationId = correlationIdFor(request);
+  reply.header('x-request-id', request.id);
+  reply.header('x-correlation-id', request.correlationId);
+}
+
 export function registerRequestContext(app: FastifyInstance): void {
   app.decorateRequest('correlationId', '');
   app.decorateRequest('startedAt', 0n);
-  app.addHook('onRequest', async (request, reply) => {
-    request.startedAt = process.hrtime.bigint();
-    request.correlationId = correlationIdFor(request);
-    reply.header('x-request-id', request.id);
-    reply.header('x-correlation-id', request.correlationId);
-  });
+  app.addHook('onRequest', async (request, reply) => establishRequestContext(request, reply));
 }

@@ -1,0 +1,200 @@
+// Bad input for every operation of the generated OpenAPI document: wrong types, missing required
+// fields, unknown fields, out-of-range numbers, huge strings, unusual Unicode, wrong content
+// types, SQL and script fragments, malformed ids, plus property-based random JSON. Whatever is
+// sent: never a 5xx, always the error envelope, and a rejected request writes nothing.
+import assert from 'node:assert/strict';
+import { after, describe, test } from 'node:test';
+import fc from 'fast-check';
+import type { FastifyInstance } from 'fastify';
+import type { Database } from '../../src/db/database.js';
+import { withSystem } from '../../src/db/scope.js';
+import { startTestApp } from '../helpers/app.js';
+import { databaseTargets, migratedDatabase } from '../helpers/databases.js';
+import { bearer, createTestPractice, type TestPractice } from '../helpers/identity.js';
+
+type Schema = {
+  type?: string | string[];
+  properties?: Record<string, Schema>;
+  required?: string[];
+  items?: Schema;
+  minimum?: number;
+  maximum?: number;
+  maxLength?: number;
+  enum?: unknown[];
+  $ref?: string;
+  anyOf?: Schema[];
+  oneOf?: Schema[];
+  allOf?: Schema[];
+};
+
+interface Operation {
+  method: string;
+  path: string;
+  parameters: Array<{ name: string; in: string; schema: Schema }>;
+  body: Schema | null;
+}
+
+for (const target of databaseTargets()) {
+  describe(`bad input on ${target.kind}`, async () => {
+  const db = await migratedDatabase(target);
+  const { app } = await startTestApp(db);
+  const practice = await createTestPractice(app, 'Fuzz Spa');
+  const doc = (await app.inject({ url: '/v1/openapi.json' })).json() as {
+    paths: Record<string, Record<string, { parameters?: Operation['parameters']; requestBody?: { content: Record<string, { schema: Schema }> } }>>;
+    components: { schemas: Record<string, Schema> };
+  };
+
+  function resolve(schema: Schema | undefined): Schema {
+    if (schema?.$ref) {
+      const name = schema.$ref.replace('#/components/schemas/', '');
+      return resolve(doc.components.schemas[name]);
+    }
+    return schema ?? {};
+  }
+  
+  const operations: Operation[] = Object.entries(doc.paths).flatMap(([path, item]) =>
+    Object.entries(item).map(([method, op]) => ({
+      method: method.toUpperCase(),
+      path: `/v1${path}`,
+      parameters: op.parameters ?? [],
+      body: op.requestBody ? resolve(op.requestBody.content['application/json']?.schema) : null,
+    })),
+  );
+  
+  const SQL_AND_SCRIPT = [
+    "'; DROP TABLE patients; --",
+    "Robert'); DELETE FROM users WHERE ('1'='1",
+    '1 OR 1=1',
+    '<script>alert(document.cookie)</script>',
+    '${7*7}{{7*7}}',
+    '../../../../etc/passwd',
+  ];
+  const ODD_UNICODE = ['\ud800', '\udfff\ud800', '\u0000', 'Zoë\u0301\u200b\u202e', '𝕸𝖊𝖉 🧴', '\uFEFF'];
+  const HUGE = 'x'.repeat(200_000);
+  const MALFORMED_IDS = ['not-a-uuid', "1' OR '1'='1", '00000000-0000-0000-0000-00000000000g', '%00', 'a'.repeat(150), '..%2F..%2Fetc'];
+  
+  function wrongValuesFor(schema: Schema): unknown[] {
+    const s = resolve(schema);
+    const type = Array.isArray(s.type) ? s.type[0] : s.type;
+    const values: unknown[] = [null, {}, [], true];
+    switch (type) {
+      case 'string':
+        values.push(12345, HUGE, ...SQL_AND_SCRIPT, ...ODD_UNICODE, '');
+        break;
+      case 'integer':
+      case 'number':
+        values.push('seven', 1.5, -1e308, 1e308, Number.MAX_SAFE_INTEGER + 2, (s.maximum ?? 1e9) + 1, (s.minimum ?? -1e9) - 1);
+        break;
+      case 'boolean':
+        values.push('yes', 1, 'true');
+        break;
+      case 'array':
+        values.push('not-an-array', [null, 1, 'x'], Array.from({ length: 20_000 }, () => 1));
+        break;
+      default:
+        values.push('text', 42);
+    }
+    return values;
+  }
+  
+  const snapshotTables = async (database: Database) =>
+    withSystem(database, async (tx) => {
+      const counts: Record<string, number> = {};
+      for (const table of ['practices', 'users', 'api_keys', 'refresh_tokens', 'patients', 'services', 'appointments', 'mfa_recovery_codes', 'reconciliation_runs']) {
+        const exists = await tx.query(`SELECT 1 FROM pg_tables WHERE tablename = $1`, [table]);
+        if (exists.rows.length === 0) continue;
+        counts[table] = (await tx.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table}`)).rows[0]!.n;
+      }
+      const changed = await tx.query<{ n: number }>(`SELECT count(*)::int AS n FROM users WHERE updated_at > now() - interval '1 hour'`);
+      counts.usersUpdated = changed.rows[0]!.n;
+      return counts;
+    });
+  
+  function freshHeaders(who: TestPractice['users']['ADMIN']) {
+    // A new token per request: a fuzzed body may be a valid logout, which revokes the one it used.
+    return { authorization: `Bearer ${bearer(app, { id: who.id, email: who.email, role: who.role, practiceId: practice.id })}` };
+  }
+  
+  async function send(app: FastifyInstance, op: Operation, url: string, payload?: unknown, contentType = 'application/json') {
+    const body = payload === undefined ? undefined : contentType === 'application/json' ? JSON.stringify(payload) : String(payload);
+    return app.inject({
+      method: op.method as 'POST',
+      url,
+      headers: { ...freshHeaders(practice.users.ADMIN), ...(body === undefined ? {} : { 'content-type': contentType }) },
+      ...(body === undefined ? {} : { payload: body }),
+    });
+  }
+  
+  function checkResponse(response: Awaited<ReturnType<FastifyInstance['inject']>>, label: string) {
+    assert.ok(response.statusCode < 500, `${label}: ${response.statusCode} ${response.body.slice(0, 300)}`);
+    if (response.statusCode >= 400) {
+      const body = response.json() as { error?: { code?: string; requestId?: string; details?: unknown[] } };
+      assert.ok(body.error && typeof body.error.code === 'string' && Array.isArray(body.error.details), `${label}: not the envelope: ${response.body.slice(0, 200)}`);
+      assert.equal(body.error.requestId, response.headers['x-request-id'], label);
+    }
+  }
+  
+  /** Percent-encodes; text that is not valid UTF-16 (a lone surrogate) goes as invalid UTF-8 bytes. */
+  function encodeQueryValue(text: string): string {
+    try {
+      return encodeURIComponent(text);
+    } catch {
+      return '%ED%A0%80%FF%FE';
+    }
+  }
+  
+  function concreteUrl(op: Operation, id = '00000000-0000-4000-8000-000000000000') {
+    return op.path.replace(/\{[^}]+\}/g, id);
+  }
+  
+  test('the document has operations to exercise', () => {
+    assert.ok(operations.length >= 25, `only ${operations.length} operations`);
+  });
+  
+  for (const op of operations) {
+    describe(`${op.method} ${op.path}`, () => {
+      test('bad input never causes a 5xx, always gets the envelope, and a rejection writes nothing', async () => {
+        const before = await snapshotTables(db);
+        let accepted = 0;
+        const check = async (url: string, payload: unknown, label: string, contentType?: string) => {
+          const response = await send(app, op, url, payload, contentType);
+          checkResponse(response, label);
+          if (response.statusCode < 400) accepted += 1;
+        };
+  
+        for (const id of op.path.includes('{') ? [...MALFORMED_IDS, '\ud800'] : []) {
+          await check(concreteUrl(op, encodeQueryValue(id)), op.body ? {} : undefined, `id ${id}`);
+        }
+        const url = concreteUrl(op);
+        for (const param of op.parameters.filter((p) => p.in === 'query')) {
+          for (const value of [...wrongValuesFor(param.schema).filter((v) => typeof v !== 'object'), ...SQL_AND_SCRIPT]) {
+            const text = typeof value === 'string' ? value.slice(0, 5000) : String(value);
+            await check(`${url}?${param.name}=${encodeQueryValue(text)}`, op.body ? {} : undefined, `query ${param.name}=${text.slice(0, 30)}`);
+          }
+        }
+        if (op.body) {
+          for (const wholeBody of [[], 'text', 42, null, true]) await check(url, wholeBody, `body ${JSON.stringify(wholeBody)}`);
+          await check(url, {}, 'empty object');
+          await check(url, { unexpectedField: 'x' }, 'unknown field only');
+          await check(url, 'field=value', 'form encoded', 'application/x-www-form-urlencoded');
+          await check(url, '<a/>', 'xml', 'application/xml');
+          await check(url, '{"broken": ', 'malformed json', 'application/json; charset=utf-8');
+          for (const [name, schema] of Object.entries(op.body.properties ?? {})) {
+            for (const value of wrongValuesFor(schema)) {
+              await check(url, { [name]: value }, `${name}=${JSON.stringify(value)?.slice(0, 40)}`);
+            }
+          }
+          await fc.assert(
+            fc.asyncProperty(fc.dictionary(fc.constantFrom(...Object.keys(op.body.properties ?? { x: {} }), 'extra'), fc.anything({ maxDepth: 2 })), async (payload) => {
+              await check(url, payload, `random ${JSON.stringify(payload).slice(0, 60)}`);
+            }),
+            { numRuns: 15, seed: 20261125 },
+          );
+        }
+        if (accepted === 0) assert.deepEqual(await snapshotTables(db), before, 'a rejected request wrote to the database');
+      });
+    });
+  }
+  
+  });
+}
