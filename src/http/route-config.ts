@@ -13,9 +13,10 @@ declare module 'fastify' {
     rateLimit?: false | { name: import('../config.js').RateLimitName };
     /** Per-request deadline override in ms (REQUEST_TIMEOUT_MS otherwise); false for streams (SSE). */
     requestTimeoutMs?: number | false;
-    /** Idempotency-Key handling (src/http/idempotency.ts). Every authenticated POST honours it
-     *  by default; false opts out; 'transactional' means the handler stores its response with
-     *  completeIdempotentRequest() inside its own transaction (crash-safe, lapsed claims reclaimable). */
+    /** Idempotency-Key handling (src/http/idempotency.ts). POSTs needing a write:* permission honour
+     *  it by default, others only with true (their responses may carry secrets); false opts out;
+     *  'transactional': the handler stores its response with completeIdempotentRequest() in its own
+     *  transaction (crash-safe; a lapsed claim may be taken over). */
     idempotent?: boolean | 'transactional';
     /** Larger body limit routes (import, reconcile) declare their own. */
   }

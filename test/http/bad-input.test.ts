@@ -51,7 +51,7 @@ for (const target of databaseTargets()) {
     }
     return schema ?? {};
   }
-  
+
   const operations: Operation[] = Object.entries(doc.paths).flatMap(([path, item]) =>
     Object.entries(item).map(([method, op]) => ({
       method: method.toUpperCase(),
@@ -60,7 +60,7 @@ for (const target of databaseTargets()) {
       body: op.requestBody ? resolve(op.requestBody.content['application/json']?.schema) : null,
     })),
   );
-  
+
   const SQL_AND_SCRIPT = [
     "'; DROP TABLE patients; --",
     "Robert'); DELETE FROM users WHERE ('1'='1",
@@ -72,7 +72,7 @@ for (const target of databaseTargets()) {
   const ODD_UNICODE = ['\ud800', '\udfff\ud800', '\u0000', 'Zoë\u0301\u200b\u202e', '𝕸𝖊𝖉 🧴', '\uFEFF'];
   const HUGE = 'x'.repeat(200_000);
   const MALFORMED_IDS = ['not-a-uuid', "1' OR '1'='1", '00000000-0000-0000-0000-00000000000g', '%00', 'a'.repeat(150), '..%2F..%2Fetc'];
-  
+
   function wrongValuesFor(schema: Schema): unknown[] {
     const s = resolve(schema);
     const type = Array.isArray(s.type) ? s.type[0] : s.type;
@@ -96,7 +96,7 @@ for (const target of databaseTargets()) {
     }
     return values;
   }
-  
+
   const snapshotTables = async (database: Database) =>
     withSystem(database, async (tx) => {
       const counts: Record<string, number> = {};
@@ -109,12 +109,12 @@ for (const target of databaseTargets()) {
       counts.usersUpdated = changed.rows[0]!.n;
       return counts;
     });
-  
+
   function freshHeaders(who: TestPractice['users']['ADMIN']) {
     // A new token per request: a fuzzed body may be a valid logout, which revokes the one it used.
     return { authorization: `Bearer ${bearer(app, { id: who.id, email: who.email, role: who.role, practiceId: practice.id })}` };
   }
-  
+
   async function send(app: FastifyInstance, op: Operation, url: string, payload?: unknown, contentType = 'application/json') {
     const body = payload === undefined ? undefined : contentType === 'application/json' ? JSON.stringify(payload) : String(payload);
     return app.inject({
@@ -124,7 +124,7 @@ for (const target of databaseTargets()) {
       ...(body === undefined ? {} : { payload: body }),
     });
   }
-  
+
   function checkResponse(response: Awaited<ReturnType<FastifyInstance['inject']>>, label: string) {
     assert.ok(response.statusCode < 500, `${label}: ${response.statusCode} ${response.body.slice(0, 300)}`);
     if (response.statusCode >= 400) {
@@ -133,7 +133,7 @@ for (const target of databaseTargets()) {
       assert.equal(body.error.requestId, response.headers['x-request-id'], label);
     }
   }
-  
+
   /** Percent-encodes; text that is not valid UTF-16 (a lone surrogate) goes as invalid UTF-8 bytes. */
   function encodeQueryValue(text: string): string {
     try {
@@ -142,15 +142,15 @@ for (const target of databaseTargets()) {
       return '%ED%A0%80%FF%FE';
     }
   }
-  
+
   function concreteUrl(op: Operation, id = '00000000-0000-4000-8000-000000000000') {
     return op.path.replace(/\{[^}]+\}/g, id);
   }
-  
+
   test('the document has operations to exercise', () => {
     assert.ok(operations.length >= 25, `only ${operations.length} operations`);
   });
-  
+
   for (const op of operations) {
     describe(`${op.method} ${op.path}`, () => {
       test('bad input never causes a 5xx, always gets the envelope, and a rejection writes nothing', async () => {
@@ -161,7 +161,7 @@ for (const target of databaseTargets()) {
           checkResponse(response, label);
           if (response.statusCode < 400) accepted += 1;
         };
-  
+
         for (const id of op.path.includes('{') ? [...MALFORMED_IDS, '\ud800'] : []) {
           await check(concreteUrl(op, encodeQueryValue(id)), op.body ? {} : undefined, `id ${id}`);
         }
@@ -195,6 +195,6 @@ for (const target of databaseTargets()) {
       });
     });
   }
-  
+
   });
 }
