@@ -1,5 +1,5 @@
 // /v1/appointments (read:appointments / write:appointments). Booking never double-books: the
-// exclusion constraints of 005_scheduling.sql decide every race, on one instance or many; the
+// exclusion constraints of 004_scheduling.sql decide every race, on one instance or many; the
 // pre-check in front of them only exists so the 409 can name the appointment in the way.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';

@@ -1,6 +1,6 @@
 // The scheduling rules as small pure functions, shared by the booking and rescheduling paths and
 // unit-tested on their own. The database enforces the same interval rule with exclusion
-// constraints (tstzrange(start, end, '[)') &&), so this file and 005_scheduling.sql must agree.
+// constraints (tstzrange(start, end, '[)') &&), so this file and 004_scheduling.sql must agree.
 
 export const APPOINTMENT_STATUSES = ['SCHEDULED', 'CONFIRMED', 'COMPLETED', 'CANCELLED', 'NO_SHOW'] as const;
 export type AppointmentStatus = (typeof APPOINTMENT_STATUSES)[number];

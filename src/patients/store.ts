@@ -161,7 +161,7 @@ export interface PatientListOptions {
 }
 
 // Each order ends with the id, so equal names or timestamps still come back in one fixed order
-// and a row can't appear on two pages. The expressions match the list indexes of 004_patients.sql.
+// and a row can't appear on two pages. The expressions match the list indexes of 003_patients.sql.
 const ORDER_BY: Record<PatientOrder, string> = {
   lastName: 'lower(p.last_name), lower(p.first_name), p.id',
   '-lastName': 'lower(p.last_name) DESC, lower(p.first_name) DESC, p.id DESC',
