@@ -61,6 +61,42 @@ export async function recordAudit(tx: Queryable, event: AuditEvent): Promise<voi
   );
 }
 
+/**
+ * Wraps a read so that the same statement records its audit event: the ids of the rows it returned
+ * (column `id`) become the event's resourceIds. One statement means one round trip and no way to
+ * return PHI without the event being written in the same transaction.
+ */
+export function auditedRead(sql: string, params: unknown[], event: Omit<AuditEvent, 'resourceIds'>) {
+  const n = params.length;
+  return {
+    // The result keeps its rows' order: a CTE scan reads its rows back as the query produced them.
+    sql: `WITH result AS (${sql}),
+      audited AS (
+        INSERT INTO audit_events
+          (practice_id, actor_type, actor_id, action, resource_type, resource_ids, outcome,
+           ip, user_agent, request_id, correlation_id, details)
+        SELECT $${n + 1}::uuid, $${n + 2}, $${n + 3}, $${n + 4}, $${n + 5},
+               ARRAY(SELECT id::text FROM result WHERE id IS NOT NULL), $${n + 6},
+               $${n + 7}, $${n + 8}, $${n + 9}, $${n + 10}, $${n + 11}::jsonb
+      )
+      SELECT * FROM result`,
+    params: [
+      ...params,
+      event.practiceId,
+      event.actorType,
+      event.actorId,
+      event.action,
+      event.resourceType ?? null,
+      event.outcome,
+      event.ip ?? null,
+      event.userAgent ?? null,
+      event.requestId ?? null,
+      event.correlationId ?? null,
+      JSON.stringify(event.details ?? {}),
+    ],
+  };
+}
+
 interface AuditRow {
   id: number;
   practice_id: string | null;

@@ -65,9 +65,8 @@ async function principalFromBearer(token: string, options: GuardOptions): Promis
     }
     throw error;
   }
-  if (await options.revocations.isTokenRevoked(claims.jti)) throw unauthorized('Access token revoked');
-  const cutoff = await options.revocations.userCutoff(claims.sub);
-  if (cutoff !== null && claims.iat < cutoff) throw unauthorized('Access token revoked');
+  const { tokenRevoked, userCutoff } = await options.revocations.check(claims.jti, claims.sub);
+  if (tokenRevoked || (userCutoff !== null && claims.iat < userCutoff)) throw unauthorized('Access token revoked');
   return {
     kind: 'user',
     id: claims.sub,

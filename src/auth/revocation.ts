@@ -12,6 +12,8 @@ export interface RevocationStore {
   /** Refuse every token of this user issued before this time (Unix seconds, exclusive). */
   revokeUserTokens(userId: string, issuedBeforeSeconds: number): Promise<void>;
   userCutoff(userId: string): Promise<number | null>;
+  /** Both answers for one request, in one round trip where there is one to make. */
+  check(jti: string, userId: string): Promise<{ tokenRevoked: boolean; userCutoff: number | null }>;
 }
 
 export class MemoryRevocationStore implements RevocationStore {
@@ -30,6 +32,9 @@ export class MemoryRevocationStore implements RevocationStore {
   }
   async userCutoff(userId: string) {
     return this.cutoffs.get(userId) ?? null;
+  }
+  async check(jti: string, userId: string) {
+    return { tokenRevoked: this.tokens.has(jti), userCutoff: this.cutoffs.get(userId) ?? null };
   }
   private prune() {
     const now = Date.now() / 1000;
@@ -62,6 +67,27 @@ export class RedisRevocationStore implements RevocationStore {
   async revokeUserTokens(userId: string, cutoff: number) {
     await this.fallback.revokeUserTokens(userId, cutoff);
     await this.redis.set(`${this.prefix}user:${userId}`, String(cutoff), 'EX', 86_400).catch(() => {});
+  }
+  async check(jti: string, userId: string) {
+    const local = await this.fallback.check(jti, userId);
+    try {
+      const results = await this.redis
+        .pipeline()
+        .exists(`${this.prefix}jti:${jti}`)
+        .get(`${this.prefix}user:${userId}`)
+        .exec();
+      const [exists, cutoff] = (results ?? []).map(([error, value]) => {
+        if (error) throw error;
+        return value;
+      });
+      const remote = cutoff === null || cutoff === undefined ? null : Number(cutoff);
+      return {
+        tokenRevoked: local.tokenRevoked || exists === 1,
+        userCutoff: remote === null ? local.userCutoff : Math.max(remote, local.userCutoff ?? 0),
+      };
+    } catch {
+      return local; // Redis unreachable: this instance's own revocations and the durable copy still apply
+    }
   }
   async userCutoff(userId: string) {
     const local = await this.fallback.userCutoff(userId);

@@ -4,6 +4,7 @@ import { mkdirSync } from 'node:fs';
 import { PGlite, types as pgliteTypes } from '@electric-sql/pglite';
 import { btree_gist } from '@electric-sql/pglite/contrib/btree_gist';
 import pg from 'pg';
+import { inlineParameters } from './literals.js';
 
 export interface QueryResult<T> {
   rows: T[];
@@ -25,6 +26,12 @@ export interface Database extends Queryable {
    * first inside the transaction, sent with BEGIN in the same round trip (tenant scoping).
    */
   transaction<T>(fn: (tx: Queryable) => Promise<T>, prelude?: string): Promise<T>;
+  /**
+   * One statement in its own transaction after `prelude`, in a single round trip where the driver
+   * allows it (PostgreSQL: one simple-protocol message, parameters written as literals). For hot
+   * reads whose audit row is written by the same statement.
+   */
+  statementInTransaction<T = Record<string, unknown>>(prelude: string, sql: string, params: readonly unknown[]): Promise<QueryResult<T>>;
   /** One cheap round trip; throws when the database is unreachable. */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -68,6 +75,11 @@ export async function openPglite({ dataDir }: PgliteOptions): Promise<Database> 
       db.transaction(async (tx) => {
         if (prelude) await tx.exec(prelude);
         return fn(wrap(tx));
+      }),
+    statementInTransaction: (prelude, sql, params) =>
+      db.transaction(async (tx) => {
+        await tx.exec(prelude);
+        return wrap(tx).query(sql, params);
       }),
     async ping() {
       await db.query('SELECT 1');
@@ -117,37 +129,51 @@ export async function openPostgres(options: PostgresOptions): Promise<Database> 
       await target.query(sql);
     },
   });
+  /** A pooled client for one transaction; ROLLBACK if the work fails, dropped if the link broke. */
+  async function inTransaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await pool.connect();
+    let broken = false;
+    // A checked-out client whose connection drops (database restart, network cut) emits
+    // 'error'; unheard, that would crash the process. The pending query rejects anyway.
+    const onError = () => {
+      broken = true;
+    };
+    client.on('error', onError);
+    try {
+      return await work(client);
+    } catch (error) {
+      try {
+        await client.query('ROLLBACK');
+      } catch {
+        broken = true; // the connection itself failed; don't return it to the pool
+      }
+      throw error;
+    } finally {
+      client.off('error', onError);
+      client.release(broken);
+    }
+  }
+
   const root = wrap(pool);
   return {
     kind: 'postgres',
     query: root.query,
     exec: root.exec,
-    async transaction(fn, prelude) {
-      const client = await pool.connect();
-      let broken = false;
-      // A checked-out client whose connection drops (database restart, network cut) emits
-      // 'error'; unheard, that would crash the process. The pending query rejects anyway.
-      const onError = () => {
-        broken = true;
-      };
-      client.on('error', onError);
-      try {
+    transaction: (fn, prelude) =>
+      inTransaction(async (client) => {
         await client.query(prelude ? `BEGIN; ${prelude}` : 'BEGIN');
         const result = await fn(wrap(client));
         await client.query('COMMIT');
         return result;
-      } catch (error) {
-        try {
-          await client.query('ROLLBACK');
-        } catch {
-          broken = true; // the connection itself failed; don't return it to the pool
-        }
-        throw error;
-      } finally {
-        client.off('error', onError);
-        client.release(broken);
-      }
-    },
+      }),
+    statementInTransaction: <T>(prelude: string, sql: string, params: readonly unknown[]) =>
+      inTransaction(async (client) => {
+        const text = `BEGIN; ${prelude}; ${inlineParameters(sql, params)}; COMMIT`;
+        // A multi-statement message answers with one result per statement: the one before COMMIT.
+        const results = (await client.query(text)) as unknown as pg.QueryResult[];
+        const result = results[results.length - 2]!;
+        return { rows: result.rows as T[], rowCount: result.rowCount ?? result.rows.length };
+      }),
     async ping() {
       await pool.query('SELECT 1');
     },

@@ -3,10 +3,10 @@
 // patient is never without its record and a rolled-back change leaves no event claiming it.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { recordAudit, requestOrigin, type AuditEvent } from '../audit/audit.js';
+import { auditedRead, recordAudit, requestOrigin, type AuditEvent } from '../audit/audit.js';
 import { principalOf } from '../auth/guard.js';
 import type { Database, Queryable } from '../db/database.js';
-import { withPractice } from '../db/scope.js';
+import { readInPractice, withPractice } from '../db/scope.js';
 import { validationDetails } from '../http/error-handler.js';
 import { AppError, conflict, notFound, validationError, type ErrorDetail } from '../http/errors.js';
 import { errorResponses } from '../http/openapi.js';
@@ -24,7 +24,18 @@ import {
   PatientV1,
   toPatientV1,
 } from './schema.v1.js';
-import { deactivatePatient, findDuplicate, findPatient, insertPatient, listPatients, updatePatient, UUID, type Duplicate } from './store.js';
+import {
+  deactivatePatient,
+  findDuplicate,
+  findPatient,
+  insertPatient,
+  listPatientsResult,
+  listPatientsStatement,
+  updatePatient,
+  UUID,
+  type Duplicate,
+  type PatientRow,
+} from './store.js';
 
 /** An import may carry 10,000 rows: about 5 MB of JSON, far above the default body limit. */
 export const IMPORT_BODY_LIMIT_BYTES = 20 * 1024 * 1024;
@@ -105,18 +116,20 @@ export async function patientRoutes(base: FastifyInstance): Promise<void> {
     async (request) => {
       const audit = auditBase(request);
       const { page, limit, status, q, sort } = request.query;
-      const { records, total } = await withPractice(db, audit.practiceId, async (tx) => {
-        const result = await listPatients(tx, audit.practiceId, { page, limit, status, q, sort });
-        await recordAudit(tx, {
+      // The page and its audit event (with the ids returned) are one statement: one round trip.
+      const statement = listPatientsStatement(audit.practiceId, { page, limit, status, q, sort });
+      const { rows } = await readInPractice<PatientRow & { total: number }>(
+        db,
+        audit.practiceId,
+        auditedRead(statement.sql, statement.params, {
           ...audit,
           action: 'patient.list',
           outcome: 'success',
-          resourceIds: result.records.map((record) => record.id),
           // The search text can be a name: only whether there was one is recorded.
-          details: { page, limit, total: result.total, status: status ?? null, search: q !== undefined, sort },
-        });
-        return result;
-      });
+          details: { page, limit, status: status ?? null, search: q !== undefined, sort },
+        }),
+      );
+      const { records, total } = listPatientsResult(rows);
       return {
         data: records.map(toPatientV1),
         pagination: { page, limit, total, totalPages: Math.ceil(total / limit) },

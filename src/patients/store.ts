@@ -3,7 +3,7 @@
 import type { Queryable } from '../db/database.js';
 import type { Address, DuplicateKey, PatientFields, PatientRecord, PatientStatus } from './model.js';
 
-interface PatientRow {
+export interface PatientRow {
   id: string;
   first_name: string;
   last_name: string;
@@ -221,16 +221,12 @@ function totalQuery(options: PatientListOptions, where: string): string {
  * One page and the exact number of rows matching the filter, in one statement (one round trip):
  * the count and the page are joined so that a page past the end still reports the total.
  */
-export async function listPatients(
-  tx: Queryable,
-  practiceId: string,
-  options: PatientListOptions,
-): Promise<{ records: PatientRecord[]; total: number }> {
+export function listPatientsStatement(practiceId: string, options: PatientListOptions): { sql: string; params: unknown[] } {
   const params: unknown[] = [practiceId];
   const where = listFilter(options, params);
   params.push(options.limit, (options.page - 1) * options.limit);
-  const { rows } = await tx.query<PatientRow & { total: number }>(
-    `SELECT t.total, page.*
+  return {
+    sql: `SELECT t.total, page.*
        FROM (${totalQuery(options, where)}) t
        LEFT JOIN LATERAL (
          SELECT ${COLUMNS} FROM patients p WHERE ${where}
@@ -238,7 +234,10 @@ export async function listPatients(
           LIMIT $${params.length - 1} OFFSET $${params.length}
        ) page ON true`,
     params,
-  );
+  };
+}
+
+export function listPatientsResult(rows: Array<PatientRow & { total: number }>): { records: PatientRecord[]; total: number } {
   const total = Number(rows[0]?.total ?? 0);
   const records = rows.filter((row) => row.id !== null).map(toRecord);
   return { records, total };
