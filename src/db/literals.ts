@@ -4,9 +4,20 @@
 // when needed); every other type is rendered from a closed list, and anything else is refused.
 import pg from 'pg';
 
+/** PostgreSQL text can't hold NUL, and in a simple-protocol message NUL would end the SQL early. */
+export class NulCharacterError extends Error {
+  readonly code = '22021'; // character_not_in_repertoire: what PostgreSQL itself answers
+  constructor() {
+    super('text with a NUL character cannot be written into SQL');
+  }
+}
+
 export function sqlLiteral(value: unknown): string {
   if (value === null || value === undefined) return 'NULL';
-  if (typeof value === 'string') return pg.escapeLiteral(value);
+  if (typeof value === 'string') {
+    if (value.includes('\u0000')) throw new NulCharacterError();
+    return pg.escapeLiteral(value);
+  }
   if (typeof value === 'number') {
     if (!Number.isFinite(value)) throw new TypeError('cannot write a non-finite number into SQL');
     return value < 0 ? `(${value})` : String(value);
@@ -15,7 +26,7 @@ export function sqlLiteral(value: unknown): string {
   if (typeof value === 'boolean') return value ? 'true' : 'false';
   if (value instanceof Date) return pg.escapeLiteral(value.toISOString());
   if (Array.isArray(value)) return value.length === 0 ? "'{}'" : `ARRAY[${value.map(sqlLiteral).join(', ')}]`;
-  if (typeof value === 'object') return pg.escapeLiteral(JSON.stringify(value));
+  if (typeof value === 'object') return sqlLiteral(JSON.stringify(value));
   throw new TypeError(`cannot write a ${typeof value} into SQL`);
 }
 

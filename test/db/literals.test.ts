@@ -25,3 +25,8 @@ test('placeholders are replaced in one pass: a value that looks like a placehold
   assert.equal(inlineParameters('SELECT $1, $2, $10', ['$2', 7, 1, 1, 1, 1, 1, 1, 1, 'ten']), "SELECT '$2', 7, 'ten'");
   assert.throws(() => inlineParameters('SELECT $3', [1]), RangeError);
 });
+
+test('a NUL character is refused before it can cut a simple-protocol message short', () => {
+  assert.throws(() => sqlLiteral('abc\u0000; DROP TABLE x'), /NUL/);
+  assert.throws(() => inlineParameters('SELECT $1', [['ok', 'no\u0000']]), /NUL/);
+});
