@@ -226,6 +226,20 @@ export async function verifyAuditChain(db: Database, practiceId: string | null):
   });
 }
 
+/**
+ * Seals batch after batch until nothing is left (bounded per call), so a sustained load of more
+ * than one batch of events per interval can't build an ever-growing unsealed backlog.
+ */
+export async function sealBacklog(db: Database, batch = 1000, maxBatches = 50): Promise<number> {
+  let total = 0;
+  for (let i = 0; i < maxBatches; i++) {
+    const sealed = await sealAuditEvents(db, batch);
+    total += sealed;
+    if (sealed < batch) break;
+  }
+  return total;
+}
+
 /** Seals on an interval until stopped; stopping seals what is left. Errors are logged, never
  *  thrown: auditing trouble must not take serving down with it. */
 export function startAuditSealer(
@@ -235,7 +249,7 @@ export function startAuditSealer(
 ): () => Promise<void> {
   let inFlight: Promise<void> | null = null;
   const sealOnce = (): Promise<void> =>
-    (inFlight ??= sealAuditEvents(db)
+    (inFlight ??= sealBacklog(db)
       .then(
         () => undefined,
         (error: unknown) => log.error({ err: error }, 'audit sealing failed'),

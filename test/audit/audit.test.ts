@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { recordAudit, sealAuditEvents, verifyAuditChain } from '../../src/audit/audit.js';
+import { recordAudit, sealAuditEvents, sealBacklog, verifyAuditChain } from '../../src/audit/audit.js';
 import { withPractice, withSystem } from '../../src/db/scope.js';
 import { databaseTargets, migratedDatabase } from '../helpers/databases.js';
 
@@ -48,6 +48,12 @@ for (const target of databaseTargets()) {
       await withPractice(db, practiceId, (tx) => recordAudit(tx, event('patient.read')));
       await sealAuditEvents(db);
       assert.equal((await verifyAuditChain(db, practiceId)).checked, 4);
+    });
+
+    test('a backlog larger than one batch is sealed in one pass', async () => {
+      for (let i = 0; i < 7; i++) await withPractice(db, practiceId, (tx) => recordAudit(tx, event('patient.read')));
+      assert.equal(await sealBacklog(db, 3), 7);
+      assert.equal((await verifyAuditChain(db, practiceId)).ok, true);
     });
 
     test('an event cannot be edited or deleted, even by the system role', async () => {
