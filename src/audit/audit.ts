@@ -38,26 +38,32 @@ export function requestOrigin(request: FastifyRequest): Pick<AuditEvent, 'ip' | 
   };
 }
 
+const INSERT_COLUMNS = `(practice_id, actor_type, actor_id, action, resource_type, resource_ids, outcome,
+   ip, user_agent, request_id, correlation_id, details)`;
+
+/** An event's values in the order of INSERT_COLUMNS. */
+function columnValues(event: AuditEvent): unknown[] {
+  return [
+    event.practiceId,
+    event.actorType,
+    event.actorId,
+    event.action,
+    event.resourceType ?? null,
+    event.resourceIds ?? [],
+    event.outcome,
+    event.ip ?? null,
+    event.userAgent ?? null,
+    event.requestId ?? null,
+    event.correlationId ?? null,
+    JSON.stringify(event.details ?? {}),
+  ];
+}
+
 export async function recordAudit(tx: Queryable, event: AuditEvent): Promise<void> {
   await tx.query(
-    `INSERT INTO audit_events
-       (practice_id, actor_type, actor_id, action, resource_type, resource_ids, outcome,
-        ip, user_agent, request_id, correlation_id, details)
+    `INSERT INTO audit_events ${INSERT_COLUMNS}
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-    [
-      event.practiceId,
-      event.actorType,
-      event.actorId,
-      event.action,
-      event.resourceType ?? null,
-      event.resourceIds ?? [],
-      event.outcome,
-      event.ip ?? null,
-      event.userAgent ?? null,
-      event.requestId ?? null,
-      event.correlationId ?? null,
-      JSON.stringify(event.details ?? {}),
-    ],
+    columnValues(event),
   );
 }
 
@@ -68,32 +74,19 @@ export async function recordAudit(tx: Queryable, event: AuditEvent): Promise<voi
  */
 export function auditedRead(sql: string, params: unknown[], event: Omit<AuditEvent, 'resourceIds'>) {
   const n = params.length;
+  const values = columnValues(event);
+  values.splice(5, 1); // resource_ids comes from the result itself
   return {
     // The result keeps its rows' order: a CTE scan reads its rows back as the query produced them.
     sql: `WITH result AS (${sql}),
       audited AS (
-        INSERT INTO audit_events
-          (practice_id, actor_type, actor_id, action, resource_type, resource_ids, outcome,
-           ip, user_agent, request_id, correlation_id, details)
+        INSERT INTO audit_events ${INSERT_COLUMNS}
         SELECT $${n + 1}::uuid, $${n + 2}, $${n + 3}, $${n + 4}, $${n + 5},
                ARRAY(SELECT id::text FROM result WHERE id IS NOT NULL), $${n + 6},
                $${n + 7}, $${n + 8}, $${n + 9}, $${n + 10}, $${n + 11}::jsonb
       )
       SELECT * FROM result`,
-    params: [
-      ...params,
-      event.practiceId,
-      event.actorType,
-      event.actorId,
-      event.action,
-      event.resourceType ?? null,
-      event.outcome,
-      event.ip ?? null,
-      event.userAgent ?? null,
-      event.requestId ?? null,
-      event.correlationId ?? null,
-      JSON.stringify(event.details ?? {}),
-    ],
+    params: [...params, ...values],
   };
 }
 
