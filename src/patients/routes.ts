@@ -265,7 +265,8 @@ export async function patientRoutes(base: FastifyInstance): Promise<void> {
     '/patients/import',
     {
       bodyLimit: IMPORT_BODY_LIMIT_BYTES,
-      config: { permission: 'write:patients' },
+      // 10,000 rows take a few seconds; a slow disk must not turn a committed import into a 504.
+      config: { permission: 'write:patients', requestTimeoutMs: 120_000 },
       schema: {
         tags: ['Patients'],
         summary: 'Import patients in bulk',

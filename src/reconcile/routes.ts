@@ -161,7 +161,8 @@ export const reconcileRoutes: FastifyPluginAsync<ReconcileRouteOptions> = async 
     '/ai/reconcile',
     {
       bodyLimit: settings.bodyLimitBytes,
-      config: { permission: 'read:patients' },
+      // The job's own timeout (RECONCILE_TIMEOUT_MS) decides; the request deadline only backs it up.
+      config: { permission: 'read:patients', requestTimeoutMs: app.config.reconcile.timeoutMs + 30_000 },
       schema: {
         tags: ['AI'],
         summary: 'AI-powered data reconciliation',
