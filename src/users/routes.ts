@@ -6,11 +6,12 @@ import { Type } from 'typebox';
 import { recordAudit, requestOrigin } from '../audit/audit.js';
 import { auditActor, principalOf, type Principal } from '../auth/guard.js';
 import { checkPasswordPolicy } from '../auth/passwords.js';
+import { permissionsForRole, permissionsNotGrantable, type Role } from '../auth/rbac.js';
 import { cutOffAccessTokens, revokeUserSessions } from '../auth/sessions.js';
 import { normaliseEmail, RoleSchema, toUser, USER_COLUMNS, type UserRow } from '../auth/user-model.js';
 import type { Queryable } from '../db/database.js';
 import { withPractice, withSystem } from '../db/scope.js';
-import { conflict, notFound, unprocessable, validationError } from '../http/errors.js';
+import { conflict, forbidden, notFound, unprocessable, validationError } from '../http/errors.js';
 import { errorResponses } from '../http/openapi.js';
 import { isUuid, PageQuery, paginated, pagination } from '../http/pagination.js';
 import { insertUser } from './first-start.js';
@@ -69,13 +70,28 @@ async function findUser(tx: Queryable, id: string): Promise<UserRow | undefined>
   return rows[0];
 }
 
+/**
+ * Nobody hands out more than they hold: creating a user with a role, or changing a user's role,
+ * needs every permission of that role (and, for a change, of the role being taken away). Without
+ * this, an API key scoped to admin:users could mint itself an ADMIN.
+ */
+function assertCanAssignRole(principal: Principal, ...roles: Role[]): void {
+  for (const role of roles) {
+    const beyond = permissionsNotGrantable(principal.permissions, permissionsForRole(role));
+    if (beyond.length > 0) {
+      throw forbidden(`Assigning or changing the role ${role} needs ${beyond.join(', ')}, which you do not hold`);
+    }
+  }
+}
+
 /** Would this change leave the practice without an active ADMIN? */
 async function removesLastAdmin(tx: Queryable, user: UserRow, change: UpdateUser): Promise<boolean> {
   const losesAdmin = (change.role !== undefined && change.role !== 'ADMIN') || change.active === false;
   if (user.role !== 'ADMIN' || !user.active || !losesAdmin) return false;
-  // Locking the other admins' rows stops two concurrent demotions from each leaving the other.
-  const { rows } = await tx.query("SELECT id FROM users WHERE role = 'ADMIN' AND active AND id <> $1 FOR UPDATE", [user.id]);
-  return rows.length === 0;
+  // Locking every active admin's row, in one order, serialises concurrent demotions (each would
+  // otherwise leave the other) without the two transactions deadlocking on each other's rows.
+  const { rows } = await tx.query<{ id: string }>("SELECT id FROM users WHERE role = 'ADMIN' AND active ORDER BY id FOR UPDATE");
+  return rows.filter((row) => row.id !== user.id).length === 0;
 }
 
 export async function userRoutes(app: FastifyInstance): Promise<void> {
@@ -95,6 +111,7 @@ export async function userRoutes(app: FastifyInstance): Promise<void> {
     async (request, reply) => {
       const principal = principalOf(request);
       const body = request.body as CreateUser;
+      assertCanAssignRole(principal, body.role);
       const email = normaliseEmail(body.email);
       const problems = checkPasswordPolicy(body.password, { email, names: [body.firstName, body.lastName] });
       if (problems.length > 0) throw validationError(problems);
@@ -165,6 +182,9 @@ export async function userRoutes(app: FastifyInstance): Promise<void> {
     return withPractice(db, principal.practiceId, async (tx) => {
       const before = await findUser(tx, id);
       if (before === undefined) throw notFound('User');
+      // Changing anything about an account (its role, name, or whether it can sign in) needs the
+      // power of its role: an admin:users key can manage staff, never an ADMIN.
+      assertCanAssignRole(principal, before.role, ...(change.role === undefined ? [] : [change.role]));
       if (await removesLastAdmin(tx, before, change)) {
         throw unprocessable('LAST_ADMIN', 'A practice must keep at least one active ADMIN');
       }
@@ -182,6 +202,14 @@ export async function userRoutes(app: FastifyInstance): Promise<void> {
         // The old role's permissions live in issued tokens: end them so the new role applies now.
         await cutOffAccessTokens(app, tx, id);
         await audit(tx, request, principal, 'user.role_change', id, { from: before.role, to: after.role });
+      }
+      if ((change.role !== undefined && change.role !== before.role) || (before.active && !after.active)) {
+        // Keys made by this person carried their old powers: they go with them.
+        const { rowCount: keysRevoked } = await tx.query(
+          'UPDATE api_keys SET revoked_at = now() WHERE created_by = $1 AND revoked_at IS NULL',
+          [id],
+        );
+        if (keysRevoked > 0) await audit(tx, request, principal, 'api_key.revoke', id, { reason: 'creator_changed', keysRevoked });
       }
       if (before.active && !after.active) {
         const sessions = await revokeUserSessions(tx, id);

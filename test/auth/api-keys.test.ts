@@ -57,6 +57,37 @@ for (const target of databaseTargets()) {
       assert.match((escalation.json() as { error: { message: string } }).error.message, /write:patients/);
     });
 
+    test('a key scoped to admin:users cannot mint or promote an ADMIN (privilege escalation)', async () => {
+      const staffPermissions = ['read:patients', 'read:appointments', 'write:appointments', 'read:services'];
+      const hr = (await create({ name: 'HR sync', permissions: ['admin:users', ...staffPermissions] })).json() as { key: string };
+      const headers = { 'x-api-key': hr.key };
+      const user = (role: string, email: string) => ({ email, password: 'a long enough passphrase', role, firstName: 'Kai', lastName: 'Lee' });
+      const minted = await app.inject({ method: 'POST', url: '/v1/users', headers, payload: user('ADMIN', 'mint@example.test') });
+      assert.equal(minted.statusCode, 403, minted.body);
+      assert.match((minted.json() as { error: { message: string } }).error.message, /ADMIN/);
+      const staff = await app.inject({ method: 'POST', url: '/v1/users', headers, payload: user('STAFF', 'staff.hr@example.test') });
+      assert.equal(staff.statusCode, 201, 'it can create a role whose permissions it holds');
+      const promote = await app.inject({ method: 'PATCH', url: `/v1/users/${(staff.json() as { id: string }).id}`, headers, payload: { role: 'ADMIN' } });
+      assert.equal(promote.statusCode, 403);
+      const demoteAdmin = await app.inject({ method: 'DELETE', url: `/v1/users/${admin.id}`, headers });
+      assert.equal(demoteAdmin.statusCode, 403, 'nor can it deactivate an ADMIN');
+    });
+
+    test('keys made by a user are revoked when that user is deactivated', async () => {
+      const manager = practice.users.ADMIN;
+      const second = await app.inject({
+        method: 'POST',
+        url: '/v1/users',
+        headers: manager.headers,
+        payload: { email: 'second.admin@example.test', password: 'a long enough passphrase', role: 'ADMIN', firstName: 'Ola', lastName: 'Berg' },
+      });
+      const login = (await app.inject({ method: 'POST', url: '/v1/auth/login', payload: { email: 'second.admin@example.test', password: 'a long enough passphrase' } })).json() as { accessToken: string };
+      const key = (await create({ name: 'made by second', permissions: ['read:services'] }, { authorization: `Bearer ${login.accessToken}` })).json() as { key: string };
+      assert.equal((await app.inject({ url: '/v1/services', headers: { 'x-api-key': key.key } })).statusCode, 200);
+      await app.inject({ method: 'DELETE', url: `/v1/users/${(second.json() as { id: string }).id}`, headers: manager.headers });
+      assert.equal((await app.inject({ url: '/v1/services', headers: { 'x-api-key': key.key } })).statusCode, 401);
+    });
+
     test('malformed permissions are a 400 naming the field', async () => {
       const response = await create({ name: 'bad', permissions: ['READ:PATIENTS'] });
       assert.equal(response.statusCode, 400);
@@ -84,7 +115,9 @@ for (const target of databaseTargets()) {
       const { rows } = await withPractice(db, practice.id, (tx) =>
         tx.query<{ action: string }>("SELECT action FROM audit_events WHERE action LIKE 'api_key.%' ORDER BY id"),
       );
-      assert.deepEqual(rows.map((r) => r.action), ['api_key.create', 'api_key.create', 'api_key.revoke']);
+      const actions = rows.map((r) => r.action);
+      assert.equal(actions.filter((a) => a === 'api_key.create').length, 4);
+      assert.equal(actions.filter((a) => a === 'api_key.revoke').length, 2, 'one by hand, one with its creator');
     });
   });
 }
