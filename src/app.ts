@@ -7,7 +7,13 @@ import type { DestinationStream } from 'pino';
 import { startAuditSealer } from './audit/audit.js';
 import { registerAuthGuard } from './auth/guard.js';
 import { keyIdFor, type JwtSecret } from './auth/jwt.js';
-import { loadRevocations, MemoryRevocationStore, RedisRevocationStore, type RevocationStore } from './auth/revocation.js';
+import {
+  loadRevocations,
+  MemoryRevocationStore,
+  RedisRevocationStore,
+  startRevocationSync,
+  type RevocationStore,
+} from './auth/revocation.js';
 import { connectRedis } from './db/redis.js';
 import type { Redis } from 'ioredis';
 import type { Config } from './config.js';
@@ -198,7 +204,9 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   for (const plugin of options.plugins ?? []) await app.register(plugin);
 
   const stopSealer = startAuditSealer(db, app.log);
+  const stopRevocationSync = startRevocationSync(db, auth.revocations, config.accessTokenTtlSeconds, app.log);
   app.addHook('onClose', async () => {
+    stopRevocationSync();
     await stopSealer();
     if (redis) redis.disconnect();
     if (ownsDb) await db.close();

@@ -103,7 +103,8 @@ const commands: Record<string, (db: Database, options: Options) => Promise<strin
     await withSystem(db, async (tx) => {
       const { rows } = await tx.query<{ id: string; practice_id: string }>(
         `UPDATE users SET password_hash = $2, failed_logins = 0, locked_until = NULL,
-                tokens_valid_after = now() + interval '1 second', updated_at = now()
+                tokens_valid_after = now() + interval '1 second', sessions_valid_after = now(),
+                updated_at = now()
           WHERE email = $1 RETURNING id, practice_id`,
         [email, hash],
       );
@@ -112,7 +113,7 @@ const commands: Record<string, (db: Database, options: Options) => Promise<strin
       await tx.query('UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL', [user.id]);
       await audit(tx, user.practice_id, 'auth.password_reset', 'user', [user.id]);
     });
-    return `Password reset for ${email}; the account is unlocked and its sessions ended${generated ? `\nNew password (shown once): ${password}` : ''}`;
+    return `Password reset for ${email}; the account is unlocked and its sessions ended (running servers refuse its tokens within 5 seconds)${generated ? `\nNew password (shown once): ${password}` : ''}`;
   },
 
   async 'create-api-key'(db, options) {

@@ -112,11 +112,17 @@ export async function persistTokenRevocation(db: Database, store: RevocationStor
   );
 }
 
-/** At start: every unexpired revocation and user cut-off from PostgreSQL into the store. */
-export async function loadRevocations(db: Database, store: RevocationStore, maxTokenAgeSeconds: number) {
+/**
+ * Every unexpired revocation and user cut-off from PostgreSQL into the store: all of them at start,
+ * then (with `since`) those written since, so revocations made by another instance without Redis,
+ * or by the operator CLI, reach this one within one sync interval.
+ */
+export async function loadRevocations(db: Database, store: RevocationStore, maxTokenAgeSeconds: number, since: Date | null = null) {
   await withSystem(db, async (tx) => {
     const tokens = await tx.query<{ jti: string; exp: number }>(
-      'SELECT jti, extract(epoch FROM expires_at)::bigint AS exp FROM revoked_access_tokens WHERE expires_at > now()',
+      `SELECT jti, extract(epoch FROM expires_at)::bigint AS exp FROM revoked_access_tokens
+        WHERE expires_at > now() AND ($1::timestamptz IS NULL OR revoked_at > $1)`,
+      [since],
     );
     for (const row of tokens.rows) await store.revokeToken(row.jti, row.exp);
     const users = await tx.query<{ id: string; cutoff: number }>(
@@ -126,4 +132,32 @@ export async function loadRevocations(db: Database, store: RevocationStore, maxT
     );
     for (const row of users.rows) await store.revokeUserTokens(row.id, row.cutoff);
   });
+}
+
+/** Re-reads recent revocations from PostgreSQL on an interval; returns a stop function. */
+export function startRevocationSync(
+  db: Database,
+  store: RevocationStore,
+  maxTokenAgeSeconds: number,
+  log: { warn: (obj: object, msg: string) => void },
+  intervalMs = 5000,
+): () => void {
+  // A margin of a minute covers transactions that began before the last sync and committed after.
+  let since = new Date(Date.now() - 60_000);
+  let running = false;
+  const timer = setInterval(() => {
+    if (running) return;
+    running = true;
+    const next = new Date(Date.now() - 60_000);
+    loadRevocations(db, store, maxTokenAgeSeconds, since)
+      .then(() => {
+        since = next;
+      })
+      .catch((error: unknown) => log.warn({ err: error }, 'revocation sync failed; retrying'))
+      .finally(() => {
+        running = false;
+      });
+  }, intervalMs);
+  timer.unref();
+  return () => clearInterval(timer);
 }

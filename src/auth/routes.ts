@@ -31,7 +31,7 @@ import {
 } from './schemas.js';
 import {
   cutOffAccessTokens,
-  findRefreshTokenForUpdate,
+  lockRefreshToken,
   revokeFamily,
   revokeUserSessions,
   rotateRefreshToken,
@@ -196,12 +196,15 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
       }
 
       const tokens = await withSystem(db, async (tx) => {
+        // Only if nothing changed since the password was checked: a password change or
+        // deactivation committed in between must not be outrun by this login.
         const { rows } = await tx.query<UserRow>(
           `UPDATE users SET failed_logins = 0, locked_until = NULL, last_login_at = now()
-            WHERE id = $1 RETURNING ${USER_COLUMNS}`,
-          [user.id],
+            WHERE id = $1 AND active AND password_hash = $2 RETURNING ${USER_COLUMNS}`,
+          [user.id, user.password_hash],
         );
-        const fresh = rows[0]!;
+        const fresh = rows[0];
+        if (fresh === undefined) return null;
         const session = await startSession(app, tx, { id: fresh.id, email: fresh.email, role: fresh.role, practiceId: fresh.practice_id }, clientOf(request));
         await auditAuth(tx, request, {
           practiceId: fresh.practice_id,
@@ -214,6 +217,7 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
         });
         return { ...session, user: toUser(fresh) };
       });
+      if (tokens === null) throw invalidCredentials();
       return { accessToken: tokens.accessToken, refreshToken: tokens.refreshToken, expiresIn: tokens.expiresIn, user: tokens.user };
     },
   );
@@ -236,7 +240,7 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
       const { refreshToken } = request.body as { refreshToken: string };
       if (!isRefreshTokenFormat(refreshToken)) throw invalidRefreshToken();
       const outcome = await withSystem(db, async (tx) => {
-        const stored = await findRefreshTokenForUpdate(tx, refreshToken);
+        const stored = await lockRefreshToken(tx, refreshToken);
         if (stored === undefined) return { error: invalidRefreshToken() };
         if (stored.rotated) {
           // Already exchanged once: someone else holds this chain. End the whole login.
@@ -253,9 +257,14 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
           return { error: new AppError('REFRESH_TOKEN_REUSED', 401, 'Refresh token already used; the session was ended') };
         }
         if (stored.revoked || stored.expired) return { error: invalidRefreshToken() };
-        const { rows } = await tx.query<UserRow>(`SELECT ${USER_COLUMNS} FROM users WHERE id = $1`, [stored.user_id]);
+        const { rows } = await tx.query<UserRow & { sessions_ended: boolean }>(
+          `SELECT ${USER_COLUMNS}, sessions_valid_after > $2 AS sessions_ended FROM users WHERE id = $1`,
+          [stored.user_id, stored.family_started_at],
+        );
         const user = rows[0];
-        if (user === undefined || !user.active) return { error: invalidRefreshToken() };
+        // A password change or logout-everywhere after this login began ends it, even if a
+        // rotation of this family committed just before.
+        if (user === undefined || !user.active || user.sessions_ended) return { error: invalidRefreshToken() };
         const pair = await rotateRefreshToken(app, tx, stored, { id: user.id, email: user.email, role: user.role, practiceId: user.practice_id }, clientOf(request));
         await auditAuth(tx, request, {
           practiceId: user.practice_id,
@@ -292,7 +301,7 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
       await withPractice(db, principal.practiceId, async (tx) => {
         let revoked = 0;
         if (refreshToken !== undefined) {
-          const stored = isRefreshTokenFormat(refreshToken) ? await findRefreshTokenForUpdate(tx, refreshToken) : undefined;
+          const stored = isRefreshTokenFormat(refreshToken) ? await lockRefreshToken(tx, refreshToken) : undefined;
           if (stored !== undefined && stored.user_id === principal.id) revoked = await revokeFamily(tx, stored.family_id);
         } else {
           revoked = await revokeUserSessions(tx, principal.id);

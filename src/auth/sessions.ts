@@ -51,14 +51,23 @@ async function insertRefreshToken(
   app: FastifyInstance,
   tx: Queryable,
   subject: SessionSubject,
-  familyId: string,
+  family: { id: string; startedAt: Date | null },
   client: ClientInfo,
 ): Promise<string> {
   const refreshToken = generateRefreshToken();
   await tx.query(
-    `INSERT INTO refresh_tokens (practice_id, user_id, family_id, token_hash, expires_at, ip, user_agent)
-     VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5), $6, $7)`,
-    [subject.practiceId, subject.id, familyId, hashToken(refreshToken), app.config.refreshTokenTtlSeconds, client.ip, client.userAgent],
+    `INSERT INTO refresh_tokens (practice_id, user_id, family_id, family_started_at, token_hash, expires_at, ip, user_agent)
+     VALUES ($1, $2, $3, coalesce($4, now()), $5, now() + make_interval(secs => $6), $7, $8)`,
+    [
+      subject.practiceId,
+      subject.id,
+      family.id,
+      family.startedAt,
+      hashToken(refreshToken),
+      app.config.refreshTokenTtlSeconds,
+      client.ip,
+      client.userAgent,
+    ],
   );
   return refreshToken;
 }
@@ -72,7 +81,7 @@ export async function startSession(
   notBeforeSeconds = 0,
 ): Promise<TokenPair & { familyId: string }> {
   const familyId = randomUUID();
-  const refreshToken = await insertRefreshToken(app, tx, subject, familyId, client);
+  const refreshToken = await insertRefreshToken(app, tx, subject, { id: familyId, startedAt: null }, client);
   const { token } = issueAccessToken(app, subject, notBeforeSeconds);
   return { accessToken: token, refreshToken, expiresIn: app.config.accessTokenTtlSeconds, familyId };
 }
@@ -82,20 +91,40 @@ export interface StoredRefreshToken {
   practice_id: string;
   user_id: string;
   family_id: string;
+  family_started_at: Date;
   expired: boolean;
   rotated: boolean;
   revoked: boolean;
 }
 
-/** Locks the token's row for the rest of the transaction, so two refreshes can't both rotate it. */
-export async function findRefreshTokenForUpdate(tx: Queryable, refreshToken: string): Promise<StoredRefreshToken | undefined> {
+/**
+ * Finds a refresh token and takes, in this order, the locks every session change takes: the
+ * user's row (shared; a password change or logout-everywhere holds it exclusively), the login
+ * family (so a reuse revocation and a rotation can't interleave), then the token's own row (so two
+ * refreshes can't both rotate it). One order everywhere means waiting, never deadlock.
+ */
+export async function lockRefreshToken(tx: Queryable, refreshToken: string): Promise<StoredRefreshToken | undefined> {
+  const hash = hashToken(refreshToken);
+  const { rows: found } = await tx.query<{ user_id: string; family_id: string }>(
+    'SELECT user_id, family_id FROM refresh_tokens WHERE token_hash = $1',
+    [hash],
+  );
+  if (found[0] === undefined) return undefined;
+  await tx.query('SELECT 1 FROM users WHERE id = $1 FOR SHARE', [found[0].user_id]);
+  await lockFamily(tx, found[0].family_id);
   const { rows } = await tx.query<StoredRefreshToken>(
-    `SELECT id, practice_id, user_id, family_id, expires_at <= now() AS expired,
+    `SELECT id, practice_id, user_id, family_id, family_started_at, expires_at <= now() AS expired,
             rotated_at IS NOT NULL AS rotated, revoked_at IS NOT NULL AS revoked
        FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE`,
-    [hashToken(refreshToken)],
+    [hash],
   );
   return rows[0];
+}
+
+const FAMILY_LOCK_CLASS = 0x726674; // "rft"
+
+function lockFamily(tx: Queryable, familyId: string) {
+  return tx.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [FAMILY_LOCK_CLASS, familyId]);
 }
 
 export async function rotateRefreshToken(
@@ -106,12 +135,13 @@ export async function rotateRefreshToken(
   client: ClientInfo,
 ): Promise<TokenPair> {
   await tx.query('UPDATE refresh_tokens SET rotated_at = now() WHERE id = $1', [stored.id]);
-  const refreshToken = await insertRefreshToken(app, tx, subject, stored.family_id, client);
+  const refreshToken = await insertRefreshToken(app, tx, subject, { id: stored.family_id, startedAt: stored.family_started_at }, client);
   const { token } = issueAccessToken(app, subject);
   return { accessToken: token, refreshToken, expiresIn: app.config.accessTokenTtlSeconds };
 }
 
 export async function revokeFamily(tx: Queryable, familyId: string): Promise<number> {
+  await lockFamily(tx, familyId);
   const { rowCount } = await tx.query(
     'UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL',
     [familyId],
@@ -119,12 +149,16 @@ export async function revokeFamily(tx: Queryable, familyId: string): Promise<num
   return rowCount;
 }
 
-/** Every session of a user, except optionally the one being kept (password change). */
-export async function revokeUserSessions(tx: Queryable, userId: string, exceptFamilyId: string | null = null): Promise<number> {
+/**
+ * Every session of a user ends: sessions_valid_after moves to now (this transaction's start, so a
+ * session started later in the same transaction, as a password change does, stays valid), which
+ * also catches a refresh committing concurrently; then the stored tokens are revoked.
+ */
+export async function revokeUserSessions(tx: Queryable, userId: string): Promise<number> {
+  await tx.query('UPDATE users SET sessions_valid_after = now() WHERE id = $1', [userId]);
   const { rowCount } = await tx.query(
-    `UPDATE refresh_tokens SET revoked_at = now()
-      WHERE user_id = $1 AND revoked_at IS NULL AND family_id IS DISTINCT FROM $2`,
-    [userId, exceptFamilyId],
+    'UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL',
+    [userId],
   );
   return rowCount;
 }
