@@ -144,7 +144,13 @@ const CLIENT_DATA_ERRORS: Record<string, string> = {
   '22008': 'A date or time in the request is out of range',
   '22007': 'A date or time in the request is not valid',
   '22003': 'A number in the request is out of range',
+  '22009': 'A date or time in the request is out of range',
+  '22P02': 'A value in the request is not valid',
 };
+
+// Two requests changing the same rows at once: the database picked one to fail. Nothing was
+// written by it, and the same request will most likely succeed if sent again.
+const RETRYABLE_CONFLICTS = new Set(['40P01', '40001']);
 
 export function replyWithError(request: FastifyRequest, reply: FastifyReply, error: unknown) {
   if (error instanceof AppError) {
@@ -176,6 +182,12 @@ export function replyWithError(request: FastifyRequest, reply: FastifyReply, err
   const sqlState = (error as { code?: unknown } | null)?.code;
   if (typeof sqlState === 'string' && CLIENT_DATA_ERRORS[sqlState] !== undefined) {
     return send(request, reply, 400, 'BAD_REQUEST', CLIENT_DATA_ERRORS[sqlState]);
+  }
+  if (typeof sqlState === 'string' && RETRYABLE_CONFLICTS.has(sqlState)) {
+    request.log.warn({ err: error }, 'concurrent update conflict');
+    return send(request, reply, 409, 'CONCURRENT_UPDATE', 'Another request changed the same data at the same time; retry', [], {
+      'retry-after': '1',
+    });
   }
   if (isDatabaseUnavailable(error)) {
     request.log.error({ err: error }, 'database unavailable');

@@ -20,6 +20,7 @@ type Schema = {
   minimum?: number;
   maximum?: number;
   maxLength?: number;
+  format?: string;
   enum?: unknown[];
   $ref?: string;
   anyOf?: Schema[];
@@ -80,6 +81,8 @@ for (const target of databaseTargets()) {
     switch (type) {
       case 'string':
         values.push(12345, HUGE, ...SQL_AND_SCRIPT, ...ODD_UNICODE, '');
+        // Dates at the edges of what the database can represent.
+        if (s.format === 'date' || s.format === 'date-time') values.push('9999-12-31', '0000-01-01', '9999-12-31T23:59:59Z', '-000001-01-01');
         break;
       case 'integer':
       case 'number':
