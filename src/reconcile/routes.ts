@@ -9,8 +9,9 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { recordAudit, requestOrigin } from '../audit/audit.js';
 import { principalOf } from '../auth/guard.js';
+import { hasPermission } from '../auth/rbac.js';
 import { withPractice } from '../db/scope.js';
-import { AppError, notFound, validationError, type ErrorDetail } from '../http/errors.js';
+import { AppError, forbidden, notFound, validationError, type ErrorDetail } from '../http/errors.js';
 import { errorResponses } from '../http/openapi.js';
 import { CircuitBreaker, CircuitOpenError, type BreakerSnapshot } from '../resilience/circuit-breaker.js';
 import type { PracticeAppointment, PracticePatient, ReconcileResult } from './engine.js';
@@ -183,6 +184,10 @@ export const reconcileRoutes: FastifyPluginAsync<ReconcileRouteOptions> = async 
       const algorithm = body.algorithm ?? 'HYBRID';
       const confidence = body.confidence ?? 0.8;
       const target: ReconcileTarget = body.target ?? 'PATIENTS';
+      // The route declares read:patients; matching against appointments reads those too.
+      if (target === 'APPOINTMENTS' && !hasPermission(principal.permissions, 'read:appointments')) {
+        throw forbidden('Missing permission read:appointments (needed for target APPOINTMENTS)');
+      }
       const oneToOne = body.oneToOne ?? false;
       const fieldMapping = body.fieldMapping as Record<string, string> | undefined;
       const mappingProblems = fieldMappingDetails(fieldMapping);

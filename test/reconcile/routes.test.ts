@@ -336,6 +336,10 @@ for (const target of databaseTargets()) {
         assert.equal(response.statusCode, 200, response.body);
         const run = (await app.inject({ url: `/v1/ai/reconcile/${response.json().runId}`, headers: reader })).json();
         assert.equal(run.createdBy.type, 'api_key');
+        // Appointments are another resource: a patients-only key can't match against them.
+        const appointmentsRun = await post({ data: EXPORT.slice(0, 1), target: 'APPOINTMENTS' }, reader);
+        errorOf(appointmentsRun, 403, 'FORBIDDEN');
+        assert.match(appointmentsRun.json().error.message, /read:appointments/);
       });
     });
 
