@@ -1,6 +1,5 @@
 // /v1/auth: login, refresh, logout, password change, MFA. Every outcome, good or bad, is audited.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Type } from 'typebox';
 import { recordAudit, requestOrigin, type AuditEvent } from '../audit/audit.js';
 import type { Queryable } from '../db/database.js';
@@ -67,11 +66,9 @@ async function auditAuth(tx: Queryable, request: FastifyRequest, event: Omit<Aud
   await recordAudit(tx, { ...requestOrigin(request), resourceType: 'user', ...event });
 }
 
-/** Slows repeated guessing on one account: nothing for the first failures, then doubling to 4 s. */
-export function failureDelayMs(consecutiveFailures: number): number {
-  if (consecutiveFailures < 3) return 0;
-  return Math.min(250 * 2 ** (consecutiveFailures - 3), 4000);
-}
+// Slowing guessers down is the per-account rate limit's job (5 attempts per 15 minutes for any
+// email, known or not). The lock below only applies to real accounts, so it answers exactly like
+// a wrong password: a delay or a distinct "locked" answer would tell a guesser the account exists.
 
 export async function authRoutes(app: FastifyInstance): Promise<void> {
   const { db, config } = app;
@@ -93,7 +90,7 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
 
   /** Counts a failure in one statement (no read-then-write race) and locks at the threshold. */
   async function recordFailedLogin(request: FastifyRequest, user: LoginRow, reason: string) {
-    const failures = await withSystem(db, async (tx) => {
+    await withSystem(db, async (tx) => {
       const { rows } = await tx.query<{ failed_logins: number; locked: boolean }>(
         `UPDATE users SET failed_logins = failed_logins + 1,
                 locked_until = CASE WHEN failed_logins + 1 >= $2
@@ -123,9 +120,7 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
           details: { minutes: config.loginLockoutMinutes },
         });
       }
-      return row.failed_logins;
     });
-    await sleep(failureDelayMs(failures));
   }
 
   app.post(
@@ -171,9 +166,7 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
       }
       if (user.locked_seconds_left !== null && user.locked_seconds_left > 0) {
         await auditRefusedLogin(request, user, 'locked');
-        throw new AppError('ACCOUNT_LOCKED', 429, 'Too many failed attempts; try again later', [], {
-          'retry-after': String(user.locked_seconds_left),
-        });
+        throw invalidCredentials();
       }
       if (!passwordOk) {
         await recordFailedLogin(request, user, 'bad_password');

@@ -64,9 +64,14 @@ for (const target of databaseTargets()) {
       const victim = practice.users.PRACTITIONER;
       for (let i = 0; i < 4; i++) assert.equal((await login({ email: victim.email, password: `guess-number-${i}` })).statusCode, 401);
       const locked = await login({ email: victim.email, password: victim.password });
-      assert.equal(locked.statusCode, 429);
-      assert.equal((locked.json() as { error: { code: string } }).error.code, 'ACCOUNT_LOCKED');
-      assert.ok(Number(locked.headers['retry-after']) > 0);
+      assert.equal(locked.statusCode, 401, 'even the right password is refused while locked');
+      // …with exactly the answer an unknown email gets, so the lock doesn't reveal the account.
+      const unknown = await login({ email: 'nobody.at.all@example.test', password: victim.password });
+      const answer = (r: typeof locked) => {
+        const { error } = r.json() as { error: { code: string; message: string } };
+        return [r.statusCode, error.code, error.message, r.headers['retry-after']];
+      };
+      assert.deepEqual(answer(locked), answer(unknown));
       const events = await withPractice(db, practice.id, (tx) =>
         tx.query<{ action: string; outcome: string }>(
           "SELECT action, outcome FROM audit_events WHERE $1 = ANY (resource_ids) AND action LIKE 'auth.%' ORDER BY id",
@@ -74,6 +79,7 @@ for (const target of databaseTargets()) {
         ),
       );
       assert.ok(events.rows.some((e) => e.action === 'auth.account_locked'));
+      assert.ok(events.rows.some((e) => e.action === 'auth.login' && e.outcome === 'denied'), 'the refused login is audited as locked');
       assert.equal(events.rows.filter((e) => e.action === 'auth.login' && e.outcome === 'failure').length, 4);
       await withPractice(db, practice.id, (tx) => tx.query('UPDATE users SET locked_until = NULL, failed_logins = 0 WHERE id = $1', [victim.id]));
     });
