@@ -16,8 +16,8 @@
 // claim token fences the old holder out). For other routes a claim abandoned by a crash stays
 // in progress until the key expires: a retry is refused rather than risked.
 //
-// Keys are per practice, live 24 hours, and are compared by a SHA-256 fingerprint of the method,
-// the path and the canonical JSON body: the same key with anything different is 422
+// Keys are per practice, live 24 hours, and are compared by a SHA-256 fingerprint of the caller,
+// the method, the path and the canonical JSON body: the same key with anything different is 422
 // IDEMPOTENCY_KEY_REUSED.
 //
 // Which POSTs: every authenticated POST whose route needs a write:<resource> permission (patients,
@@ -80,8 +80,8 @@ export function canonicalJson(value: unknown): string {
   return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
 }
 
-export function requestFingerprint(method: string, url: string, body: unknown): string {
-  return createHash('sha256').update(`${method}\n${url}\n${canonicalJson(body)}`).digest('hex');
+export function requestFingerprint(method: string, url: string, body: unknown, caller = ''): string {
+  return createHash('sha256').update(`${caller}\n${method}\n${url}\n${canonicalJson(body)}`).digest('hex');
 }
 
 interface StoredKey {
@@ -307,7 +307,9 @@ export function registerIdempotency(app: FastifyInstance, db: Database, sweepInt
     }
     const principal = request.principal;
     if (principal === null) return; // a public POST has no practice to keep the key in
-    const hash = requestFingerprint(request.method, request.url, request.body);
+    // The caller is part of the fingerprint: another user or key of the practice reusing the same
+    // key gets 422, never the first caller's stored response.
+    const hash = requestFingerprint(request.method, request.url, request.body, `${principal.kind}:${principal.id}`);
     const outcome = await claimKey(db, principal.practiceId, header, hash, request, mode === 'transactional');
     switch (outcome.kind) {
       case 'claimed':

@@ -168,9 +168,19 @@ for (const target of databaseTargets()) {
       assert.ok(ids.has(later.json().id));
     });
 
+    test('another user of the practice reusing a key gets 422, never the first caller’s response', async () => {
+      const body = await bookingBody();
+      const first = await post('shared-key-1', body);
+      assert.equal(first.statusCode, 201, first.body);
+      const other = await post('shared-key-1', body, a.users.PRACTITIONER.headers);
+      assert.equal(other.statusCode, 422);
+      assert.equal((other.json() as ErrorBody).error.code, 'IDEMPOTENCY_KEY_REUSED');
+      assert.ok(!other.body.includes((first.json() as { id: string }).id));
+    });
+
     test('a booking claim abandoned by a crashed server is taken over once its lock lapses, and books once', async () => {
       const body = await bookingBody();
-      const hash = requestFingerprint('POST', '/v1/appointments', body);
+      const hash = requestFingerprint('POST', '/v1/appointments', body, `user:${a.users.STAFF.id}`);
       await withPractice(db, a.id, (tx) =>
         tx.query(
           `INSERT INTO idempotency_keys (practice_id, key, request_hash, method, path, state, claim_token, locked_until, expires_at)
@@ -185,7 +195,7 @@ for (const target of databaseTargets()) {
 
     test('a booking claim still locked is 409 IDEMPOTENCY_IN_PROGRESS, and nothing is booked', async () => {
       const body = await bookingBody();
-      const hash = requestFingerprint('POST', '/v1/appointments', body);
+      const hash = requestFingerprint('POST', '/v1/appointments', body, `user:${a.users.STAFF.id}`);
       await withPractice(db, a.id, (tx) =>
         tx.query(
           `INSERT INTO idempotency_keys (practice_id, key, request_hash, method, path, state, claim_token, locked_until, expires_at)
@@ -201,7 +211,7 @@ for (const target of databaseTargets()) {
 
     test('a claim of a non-transactional route is never taken over: a retry is refused, not rerun', async () => {
       const payload = { name: 'Maybe created', durationMinutes: 10, priceCents: 1, active: true };
-      const hash = requestFingerprint('POST', '/v1/services', payload);
+      const hash = requestFingerprint('POST', '/v1/services', payload, `user:${a.users.MANAGER.id}`);
       await withPractice(db, a.id, (tx) =>
         tx.query(
           `INSERT INTO idempotency_keys (practice_id, key, request_hash, method, path, state, claim_token, locked_until, expires_at)
