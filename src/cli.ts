@@ -3,6 +3,7 @@
 //   npm run cli -- create-practice --name "Glow Med Spa" [--time-zone America/Chicago]
 //   npm run cli -- create-user --practice <id> --email a@b.co --role ADMIN [--password …] [--first-name … --last-name …]
 //   npm run cli -- reset-password --email a@b.co [--password …]
+//   npm run cli -- reset-mfa --email a@b.co            (a lost authenticator)
 //   npm run cli -- create-api-key --practice <id> --name "POS export" --permissions read:patients,read:services
 //   npm run cli -- list-practices
 import { randomBytes } from 'node:crypto';
@@ -114,6 +115,23 @@ const commands: Record<string, (db: Database, options: Options) => Promise<strin
       await audit(tx, user.practice_id, 'auth.password_reset', 'user', [user.id]);
     });
     return `Password reset for ${email}; the account is unlocked and its sessions ended (running servers refuse its tokens within 5 seconds)${generated ? `\nNew password (shown once): ${password}` : ''}`;
+  },
+
+  async 'reset-mfa'(db, options) {
+    const email = normaliseEmail(required(options, 'email'));
+    await withSystem(db, async (tx) => {
+      const { rows } = await tx.query<{ id: string; practice_id: string }>(
+        `UPDATE users SET mfa_enabled = false, mfa_secret = NULL, mfa_pending_secret = NULL, mfa_last_step = NULL,
+                updated_at = now()
+          WHERE email = $1 RETURNING id, practice_id`,
+        [email],
+      );
+      const user = rows[0];
+      if (user === undefined) throw new UsageError(`no user with email ${email}`);
+      await tx.query('DELETE FROM mfa_recovery_codes WHERE user_id = $1', [user.id]);
+      await audit(tx, user.practice_id, 'auth.mfa_reset', 'user', [user.id]);
+    });
+    return `MFA turned off for ${email} (a lost device); they can enrol again after logging in with their password`;
   },
 
   async 'create-api-key'(db, options) {

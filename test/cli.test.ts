@@ -39,6 +39,9 @@ test('create a practice, an admin, reset the password and create an API key', as
   const reset = await cli('reset-password', '--email', 'owner@glow.test', '--password', 'a brand new passphrase');
   assert.equal(reset.code, 0, reset.stderr);
 
+  const mfa = await cli('reset-mfa', '--email', 'owner@glow.test');
+  assert.equal(mfa.code, 0, mfa.stderr);
+
   const key = await cli('create-api-key', '--practice', practiceId, '--name', 'POS', '--permissions', 'read:patients,read:services');
   assert.equal(key.code, 0, key.stderr);
   const apiKey = /Key \(shown once\): (msp_live_\S+)/.exec(key.stdout)?.[1];
@@ -55,7 +58,7 @@ test('create a practice, an admin, reset the password and create an API key', as
     assert.ok(await verifyPassword(rows.user.password_hash, 'a brand new passphrase'));
     assert.notEqual(rows.key.key_hash, apiKey);
     assert.deepEqual(rows.key.permissions, ['read:patients', 'read:services']);
-    assert.deepEqual(rows.audit, ['practice.create', 'user.create', 'auth.password_reset', 'api_key.create']);
+    assert.deepEqual(rows.audit, ['practice.create', 'user.create', 'auth.password_reset', 'auth.mfa_reset', 'api_key.create']);
   } finally {
     await db.close();
   }

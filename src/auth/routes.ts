@@ -123,6 +123,30 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
     });
   }
 
+  /**
+   * The signed-in person proves they know their password again (changing it, enrolling MFA): an
+   * access token alone, stolen or left on a shared screen, must not be enough. A wrong one is
+   * audited and answered 422 naming the field.
+   */
+  async function confirmPassword(request: FastifyRequest, password: string, action: string, field: string): Promise<UserRow> {
+    const principal = principalOf(request);
+    const user = await withPractice(db, principal.practiceId, async (tx) => {
+      const { rows } = await tx.query<UserRow & { password_hash: string }>(
+        `SELECT ${USER_COLUMNS}, password_hash FROM users WHERE id = $1`,
+        [principal.id],
+      );
+      return rows[0];
+    });
+    if (user === undefined) throw unauthorized();
+    if (!(await verifyPassword(user.password_hash, password))) {
+      await withPractice(db, principal.practiceId, (tx) =>
+        auditAuth(tx, request, { ...auditActor(principal), action, resourceIds: [principal.id], outcome: 'failure', details: { reason: 'bad_password' } }),
+      );
+      throw new AppError('INVALID_CREDENTIALS', 422, 'The password is not correct', [{ field, message: 'is not correct' }]);
+    }
+    return user;
+  }
+
   app.post(
     '/auth/login',
     {
@@ -337,22 +361,7 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
     async (request) => {
       const principal = principalOf(request);
       const body = request.body as { currentPassword: string; newPassword: string };
-      const current = await withPractice(db, principal.practiceId, async (tx) => {
-        const { rows } = await tx.query<UserRow & { password_hash: string }>(
-          `SELECT ${USER_COLUMNS}, password_hash FROM users WHERE id = $1`,
-          [principal.id],
-        );
-        return rows[0];
-      });
-      if (current === undefined) throw unauthorized();
-      if (!(await verifyPassword(current.password_hash, body.currentPassword))) {
-        await withPractice(db, principal.practiceId, (tx) =>
-          auditAuth(tx, request, { ...auditActor(principal), action: 'auth.password_change', resourceIds: [principal.id], outcome: 'failure', details: { reason: 'bad_current_password' } }),
-        );
-        throw new AppError('INVALID_CREDENTIALS', 422, 'The current password is not correct', [
-          { field: 'currentPassword', message: 'is not correct' },
-        ]);
-      }
+      const current = await confirmPassword(request, body.currentPassword, 'auth.password_change', 'currentPassword');
       const problems = checkPasswordPolicy(body.newPassword, {
         email: current.email,
         names: [current.first_name, current.last_name],
@@ -389,12 +398,13 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
         summary: 'Start MFA enrolment',
         description: 'Returns a new TOTP secret and an otpauth:// URI (SHA-256, 6 digits, 30 s). MFA turns on only after POST /auth/mfa/verify with one valid code.',
         body: MfaSetupBody,
-        response: { 200: MfaSetupResponse, ...errorResponses(400, 401, 403, 409) },
+        response: { 200: MfaSetupResponse, ...errorResponses(400, 401, 403, 409, 422) },
       },
     },
     async (request) => {
       const principal = principalOf(request);
-      const { algorithm = 'SHA256' } = (request.body ?? {}) as { algorithm?: 'SHA256' | 'SHA1' };
+      const { algorithm = 'SHA256', password } = request.body as { algorithm?: 'SHA256' | 'SHA1'; password: string };
+      await confirmPassword(request, password, 'auth.mfa_setup', 'password');
       return withPractice(db, principal.practiceId, async (tx) => {
         const state = await mfaStateOf(tx, principal.id);
         if (state.mfa_enabled) throw conflict('MFA_ALREADY_ENABLED', 'MFA is already enabled; disable it first to enrol a new device');

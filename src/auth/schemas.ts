@@ -30,6 +30,11 @@ export const LogoutBody = Type.Object(
 
 export const MfaSetupBody = Type.Object(
   {
+    password: Type.String({
+      minLength: 1,
+      maxLength: PASSWORD_MAX_LENGTH * 4,
+      description: 'The current password: a stolen access token alone must not be able to enrol its own authenticator',
+    }),
     algorithm: Type.Optional(
       Type.Union([Type.Literal('SHA256'), Type.Literal('SHA1')], {
         description: 'SHA256 (blueprint default); SHA1 for authenticator apps that ignore the algorithm parameter',

@@ -44,7 +44,11 @@ for (const target of databaseTargets()) {
     let recoveryCodes: string[] = [];
 
     test('setup returns a secret and an otpauth URI with the blueprint parameters', async () => {
-      const response = await post('/v1/auth/mfa/setup', {});
+      const withoutPassword = await post('/v1/auth/mfa/setup', {});
+      assert.equal(withoutPassword.statusCode, 400, 'a stolen access token alone cannot enrol an authenticator');
+      const wrongPassword = await post('/v1/auth/mfa/setup', { password: 'not the password at all' });
+      assert.equal(wrongPassword.statusCode, 422);
+      const response = await post('/v1/auth/mfa/setup', { password: user.password });
       assert.equal(response.statusCode, 200, response.body);
       const body = response.json() as { secret: string; otpauthUri: string; algorithm: string; digits: number; period: number };
       secret = body.secret;
@@ -136,12 +140,12 @@ for (const target of databaseTargets()) {
       );
       assert.deepEqual(
         events.rows.map((e) => `${e.action}:${e.outcome}`),
-        ['auth.mfa_setup:success', 'auth.mfa_enable:failure', 'auth.mfa_enable:success', 'auth.mfa_disable:failure', 'auth.mfa_disable:success'],
+        ['auth.mfa_setup:failure', 'auth.mfa_setup:success', 'auth.mfa_enable:failure', 'auth.mfa_enable:success', 'auth.mfa_disable:failure', 'auth.mfa_disable:success'],
       );
     });
 
     test('SHA-1 enrolment is available for authenticator apps that ignore the algorithm', async () => {
-      const setup = (await post('/v1/auth/mfa/setup', { algorithm: 'SHA1' })).json() as { secret: string; otpauthUri: string };
+      const setup = (await post('/v1/auth/mfa/setup', { algorithm: 'SHA1', password: user.password })).json() as { secret: string; otpauthUri: string };
       assert.match(setup.otpauthUri, /algorithm=SHA1/);
       const verified = await post('/v1/auth/mfa/verify', { token: codeFor(setup.secret, 'SHA1') });
       assert.equal(verified.statusCode, 200, verified.body);
