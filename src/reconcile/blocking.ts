@@ -4,7 +4,7 @@
 // ANY key (the union of blocks keeps recall near 100%), and candidates are ranked by the summed
 // rarity (inverse block size) of the keys they share, so only the best `limit` go on to scoring.
 import { phoneticCodes, type PreparedPerson } from './prepare.js';
-import type { NameValue } from './compare.js';
+import { mailboxName, type NameValue } from './compare.js';
 
 function firstLetter(name: NameValue | null): string {
   return name?.joined[0] ?? '';
@@ -52,7 +52,8 @@ export function blockingKeys(person: PreparedPerson): string[] {
   for (const phone of person.phones) keys.add(`ph:${phone.last7}`);
   for (const email of person.emails) {
     keys.add(`e:${email.canonical}`);
-    if (email.local.length >= 5) keys.add(`el:${email.local}`);
+    const mailbox = mailboxName(email);
+    if (mailbox.length >= 5) keys.add(`el:${mailbox}`);
   }
   const { postcode, number, words } = person.address;
   if (postcode !== null) {

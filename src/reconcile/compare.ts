@@ -75,6 +75,27 @@ function sharesToken(a: NameValue, b: NameValue): boolean {
   return a.tokens.some((token) => token.length > 1 && b.tokens.includes(token));
 }
 
+/**
+ * A clipped short form: the shorter name (3+ letters) begins the longer one, which has at least two
+ * more letters ("Dani" / "Daniela", "Vale" / "Valentina", "Meena" / "Meenakshi"). Pairs one letter
+ * apart (Paul / Paula, Eric / Erica) are left to the string comparators: they are often two people.
+ */
+export function isClippedForm(a: string, b: string): boolean {
+  const [shorter, longer] = a.length <= b.length ? [a, b] : [b, a];
+  return shorter.length >= 3 && longer.length >= shorter.length + 2 && longer.startsWith(shorter);
+}
+
+/** Both names have words after an equal first word, and none of those words agree (same, initial, typo, nickname). */
+function furtherNamesConflict(a: NameValue, b: NameValue): boolean {
+  const restA = a.tokens.slice(1);
+  const restB = b.tokens.slice(1);
+  if (restA.length === 0 || restB.length === 0) return false;
+  return !restA.some((x) => restB.some((y) => x === y
+    || ((x.length === 1 || y.length === 1) && x[0] === y[0])
+    || jw(x, y) >= 0.8
+    || areNicknames(x, y)));
+}
+
 /** Given-name levels: 0 exact, 1 nickname / extra middle name, 2 typo (JW >= 0.92), 3 close (JW >= 0.80) or initial only, 4 different. */
 export const GIVEN_LEVELS = 5;
 
@@ -83,9 +104,15 @@ export function compareGivenNames(a: NameValue | null, b: NameValue | null): Com
   if (a.joined === b.joined) return { level: 0, similarity: 1 };
   const firstA = a.tokens[0] ?? '';
   const firstB = b.tokens[0] ?? '';
-  if (firstA === firstB && firstA.length > 1) return { level: 1, similarity: 0.95 };
+  if (firstA === firstB && firstA.length > 1) {
+    // "Thi Lan" / "Thi Thao", "Mary Kate" / "Mary Ashley": the same first word but two different
+    // further names is two people, not one person's extra middle name.
+    if (furtherNamesConflict(a, b)) return { level: 3, similarity: 0.6 };
+    return { level: 1, similarity: 0.95 };
+  }
   if (a.tokens.some((x) => b.tokens.some((y) => areNicknames(x, y)))) return { level: 1, similarity: 0.9 };
   if (sharesToken(a, b)) return { level: 2, similarity: 0.88 };
+  if (isClippedForm(firstA, firstB)) return { level: 2, similarity: Math.max(jw(a.joined, b.joined), 0.88) };
   const similarity = Math.max(jw(a.joined, b.joined), bestTokenSimilarity(a, b) * 0.98);
   if (similarity >= 0.92) return { level: 2, similarity };
   // "J" against "Jennifer": an initial agrees but carries little evidence.
@@ -156,13 +183,20 @@ export function compareDates(a: readonly string[], b: readonly string[]): Compar
 /** Email levels: 0 same mailbox, 1 same name at another provider or a one-character typo, 2 different. */
 export const EMAIL_LEVELS = 3;
 
+/** The local part without dots, for "same mailbox name at another provider". */
+export function mailboxName(email: NormalisedEmail): string {
+  return email.local.replace(/\./g, '');
+}
+
 export function compareEmails(a: readonly NormalisedEmail[], b: readonly NormalisedEmail[]): Comparison {
   if (a.length === 0 || b.length === 0) return MISSING_COMPARISON;
   let best: Comparison = { level: 2, similarity: 0 };
   for (const x of a) {
     for (const y of b) {
       if (x.canonical === y.canonical) return { level: 0, similarity: 1 };
-      const sameLocal = x.local === y.local && x.local.length >= 5;
+      // Gmail ignores dots and other providers do not, so "jane.doe@gmail.com" (stored as
+      // "janedoe") and "jane.doe@yahoo.com" are the same mailbox name: compare without dots.
+      const sameLocal = mailboxName(x) === mailboxName(y) && mailboxName(x).length >= 5;
       const typo = x.domain === y.domain && x.local.length >= 5 && isOneEditApart(x.local, y.local);
       if ((sameLocal || typo) && best.level > 1) best = { level: 1, similarity: 0.8 };
     }

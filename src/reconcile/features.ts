@@ -1,6 +1,6 @@
 // The comparison vector of one (incoming, practice) pair: one graded level per field.
 import {
-  compareDates, compareEmails, compareGender, compareGivenNames, compareIdentifiers, compareLocalities,
+  compareDates, compareEmails, mailboxName, compareGender, compareGivenNames, compareIdentifiers, compareLocalities,
   comparePhones, compareStreets, compareSurnames, DOB_LEVELS, EMAIL_LEVELS, GIVEN_LEVELS, LOCALITY_LEVELS,
   MISSING, PHONE_LEVELS, STREET_LEVELS, SURNAME_LEVELS, type Comparison,
 } from './compare.js';
@@ -53,7 +53,7 @@ function emailsOnlyShareTheName(incoming: PreparedPerson, practice: PreparedPers
   const surname = practice.surname?.joined ?? '';
   if (given === '' || surname === '') return false;
   const nameForms = new Set([given + surname, surname + given, given[0] + surname, given + surname[0], given, surname]);
-  return incoming.emails.some((a) => practice.emails.some((b) => a.local === b.local && nameForms.has(a.local.replace(/[^a-z]/g, ''))));
+  return incoming.emails.some((a) => practice.emails.some((b) => mailboxName(a) === mailboxName(b) && nameForms.has(a.local.replace(/[^a-z]/g, ''))));
 }
 
 export function comparePeople(incoming: PreparedPerson, practice: PreparedPerson): PairComparison {

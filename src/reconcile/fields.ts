@@ -126,19 +126,24 @@ const FIELD_BY_KEY: ReadonlyMap<string, CanonicalField> = (() => {
 
 /** Loose rules for keys no alias covers ("Client Mobile #", "Birth Date (MM/DD/YYYY)"). */
 const KEY_PATTERNS: readonly [RegExp, CanonicalField][] = [
-  [/e?mail/, 'email'],
-  [/phone|mobile|cell|telephone/, 'phone'],
+  // "mailing address" is an address, not an e-mail.
+  [/email|^mail$|^mail(?!ing)/, 'email'],
+  [/phone|mobile|cell|telephone|(?:home|work|day|evening|primary|contact)ph(?:no|num)?$/, 'phone'],
   [/zip|postcode|postal/, 'postalCode'],
   [/birth|dob/, 'dateOfBirth'],
   [/maiden|previoussurname|previouslastname/, 'otherLastName'],
-  [/firstname|givenname|forename/, 'firstName'],
-  [/lastname|surname|familyname/, 'lastName'],
+  // "Name (Last, First)", "Last Name, First Name": one column holding the whole name.
+  [/(?:first.*last|last.*first|fullname)/, 'fullName'],
+  [/firstname|givenname|forename|first(?:nm|nme)?$/, 'firstName'],
+  [/lastname|surname|familyname|last(?:nm|nme)?$/, 'lastName'],
   [/middlename/, 'middleName'],
   [/suburb|city|town/, 'city'],
-  [/addressline2|address2|addr2/, 'addressLine2'],
-  [/street|address/, 'addressLine1'],
+  [/(?:address|addr)(?:line)?2|street2/, 'addressLine2'],
+  [/street|address|addr(?:line)?1?$/, 'addressLine1'],
   [/province|state/, 'state'],
-  [/memberid|loyalty|membernumber|accountnumber/, 'memberId'],
+  [/memberid|loyalty|membernumber|accountnumber|rewards?(?:id|no|num|number)$/, 'memberId'],
+  // "Cust Name", "Pt Name", "Guest Name": a person's whole name.
+  [/^(?:pt|cust|mbr|patient|client|customer|member|guest|contact)name$/, 'fullName'],
 ];
 
 /** Case- and punctuation-insensitive key: "First Name", first_name and firstName all become "firstname". */
@@ -148,7 +153,8 @@ export function normaliseKey(key: string): string {
 
 /** The canonical field for an export key, or null when it is not recognised. */
 export function recogniseKey(key: string): CanonicalField | null {
-  const normalised = normaliseKey(key);
+  // "Member #", "Customer #", "Phone #": the sign means "number" ("Member #" is an id, not a name).
+  const normalised = normaliseKey(key.replace(/#/g, ' number '));
   if (normalised === '') return null;
   const exact = FIELD_BY_KEY.get(normalised);
   if (exact !== undefined) return exact;

@@ -49,7 +49,25 @@ export interface NormalisedPhone {
   last7: string;
 }
 
-const EXTENSION = /\s*(?:ext\.?|extension|x|#)\s*\d{1,6}\s*$/i;
+const EXTENSION = /\s*(?:;\s*ext=|ext\.?|extension|x|#)\s*\d{1,6}\s*$/i;
+
+/**
+ * One export cell may hold two numbers ("555-201-3040 / 555-201-9999", "h: ... , c: ..."): each
+ * becomes its own value. A cell with one number (extension included) is returned as it is.
+ */
+export function splitPhoneCell(value: string): string[] {
+  const parts = value.split(/\s*(?:[,;/|]|\bor\b|\band\b)\s*/i).filter((part) => digitsOnly(part).length >= 7);
+  return parts.length >= 2 ? parts : [value];
+}
+
+const EMAIL_IN_TEXT = /[^\s<>(),;:"'[\]]+@[^\s<>(),;:"'[\]]+\.[a-z]{2,}/gi;
+
+/** Every address in one cell ("a@x.com; b@y.com", "Jane Doe <jane@x.com>"); the cell itself when it holds none. */
+export function splitEmailCell(value: string): string[] {
+  if (!value.includes('<') && value.indexOf('@') === value.lastIndexOf('@')) return [value];
+  const found = value.match(EMAIL_IN_TEXT);
+  return found === null ? [value] : found;
+}
 
 /**
  * Phone number to E.164, default country US/Canada (+1).

@@ -5,7 +5,7 @@ import type { CanonicalRecord } from './fields.js';
 import { nicknameGroups } from './nicknames.js';
 import {
   addressTokens, nameTokens, normaliseEmail, normaliseGender, normaliseIdentifier, normalisePhone,
-  normalisePostcode, normaliseState, parseDateReadings, splitFullName,
+  normalisePostcode, normaliseState, parseDateReadings, splitEmailCell, splitFullName, splitPhoneCell,
   type NormalisedEmail, type NormalisedPhone,
 } from './normalise.js';
 import { foldText } from './text.js';
@@ -73,15 +73,20 @@ export function preparePerson(record: CanonicalRecord): PreparedPerson {
   let last = record.lastName;
   if ((first === null || last === null) && record.fullName !== null) {
     const split = splitFullName(record.fullName);
-    first ??= split.first;
+    // "Nguyen, Thi Linh", "Garcia, Maria Jose": after the comma every word is a given name, and the
+    // one people go by may be the second; initials add nothing.
+    const middles = record.fullName.includes(',') && split.middle !== null
+      ? split.middle.split(' ').filter((word) => word.length > 1)
+      : [];
+    first ??= split.first === null ? null : [split.first, ...middles].join(' ');
     last ??= split.last;
   }
   const given = nameValue(first);
   const surname = nameValue(last);
   const otherSurnames = record.otherLastNames.map(nameValue).filter((value): value is NameValue => value !== null);
   const dob = parseDateReadings(record.dateOfBirth, 'birth');
-  const emails = uniqueNonNull(record.emails.map(normaliseEmail), (email) => email.canonical);
-  const phones = uniqueNonNull(record.phones.map(normalisePhone), (phone) => phone.e164 ?? phone.last7);
+  const emails = uniqueNonNull(record.emails.flatMap(splitEmailCell).map(normaliseEmail), (email) => email.canonical);
+  const phones = uniqueNonNull(record.phones.flatMap(splitPhoneCell).map(normalisePhone), (phone) => phone.e164 ?? phone.last7);
   const memberIds = uniqueNonNull(record.memberIds.map(normaliseIdentifier), (id) => id);
   const address = prepareAddress(record);
   const givenGroups = given === null ? [] : [...new Set(given.tokens.flatMap((token) => nicknameGroups(token)))];

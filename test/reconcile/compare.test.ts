@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
-  compareDates, compareEmails, compareGivenNames, comparePhones, compareSurnames, isAdjacentTransposition,
+  compareDates, compareEmails, compareGivenNames, comparePhones, compareSurnames, isAdjacentTransposition, isClippedForm,
   MISSING, type NameValue,
 } from '../../src/reconcile/compare.js';
 import { normaliseEmail, normalisePhone, nameTokens } from '../../src/reconcile/normalise.js';
@@ -24,6 +24,22 @@ describe('given-name comparator', () => {
     assert.equal(compareGivenNames(name('Katherine'), name('Katherien')).level, 2);
     assert.equal(compareGivenNames(name('J'), name('Jennifer')).level, 3);
     assert.equal(compareGivenNames(name('Emma'), name('Rachel')).level, 4);
+  });
+  it('takes a clipped short form as a variant, but not a name one letter longer', () => {
+    // Names the nickname table does not list: the clipping itself is the evidence.
+    assert.equal(compareGivenNames(name('Anto'), name('Antonella')).level, 2);
+    assert.equal(compareGivenNames(name('Marisol'), name('Mari')).level, 2);
+    assert.equal(compareGivenNames(name('Sanj'), name('Sanjana')).level, 2);
+    assert.ok(isClippedForm('venkat', 'venkatesh'));
+    assert.equal(isClippedForm('paul', 'paula'), false);
+    assert.equal(isClippedForm('al', 'alfonso'), false);
+  });
+  it('keeps two different names after the same first word apart (Thi Lan / Thi Thao, Mary Kate / Mary Ashley)', () => {
+    assert.equal(compareGivenNames(name('Thi Lan'), name('Thị Thảo')).level, 3);
+    assert.equal(compareGivenNames(name('Mary Kate'), name('Mary Ashley')).level, 3);
+    assert.equal(compareGivenNames(name('Maria Elena'), name('Maria E')).level, 1);
+    assert.equal(compareGivenNames(name('Maria Elena'), name('Maria')).level, 1);
+    assert.equal(compareGivenNames(name('Thi Linh'), name('Linh')).level, 2);
   });
   it('treats a missing name as missing, not as disagreement', () => {
     assert.equal(compareGivenNames(null, name('Ann')).level, MISSING);
@@ -66,6 +82,9 @@ describe('email and phone comparators', () => {
   it('sees the same mailbox name at another provider as partial agreement', () => {
     assert.equal(compareEmails(emails('jdoe1984@yahoo.com'), emails('jdoe1984@gmail.com')).level, 1);
     assert.equal(compareEmails(emails('jdoe1984@yahoo.com'), emails('someone@gmail.com')).level, 2);
+  });
+  it('compares mailbox names across providers without the dots Gmail ignores', () => {
+    assert.equal(compareEmails(emails('k.m.doe84@gmail.com'), emails('k.m.doe84@icloud.com')).level, 1);
   });
   it('matches phone formats, and a wrong digit as partial agreement', () => {
     assert.equal(comparePhones(phones('(555) 201-3040'), phones('+15552013040')).level, 0);

@@ -146,3 +146,31 @@ describe('reconcileAppointments', () => {
     assert.ok(right / split.truth.filter((t) => t !== null).length >= 0.9);
   });
 });
+
+describe('reconcilePatients on other naming traditions and export shapes', () => {
+  const practice: PracticePatient[] = [
+    { id: 'p-linh', firstName: 'Linh', lastName: 'Nguyễn', dateOfBirth: '1985-03-25', email: null, phoneNumber: '+17145550142', address: null },
+    { id: 'p-thao', firstName: 'Thị Thảo', lastName: 'Nguyễn', dateOfBirth: '1985-03-25', email: 'thao.n@example.com', phoneNumber: '+17145550199', address: null },
+    { id: 'p-lupe', firstName: 'Guadalupe', lastName: 'Ramírez Ortiz', dateOfBirth: '1969-02-06', email: null, phoneNumber: '+12135550163', address: null },
+    { id: 'p-vale', firstName: 'Valentina', lastName: 'Salazar', dateOfBirth: '1974-01-07', email: 'vale.s@example.com', phoneNumber: '+17325550182', address: null },
+  ];
+  const incoming: unknown[] = [
+    // "Last, First Middle" in one column, the given name people use coming second.
+    { 'Full Name': 'Nguyen, Thi Linh', DOB: '03/25/85', Phone: '+1 (714) 555-0142 x12' },
+    // A Spanish short form, one of two surnames, a loyalty list's keys.
+    { 'Member First Name': 'Lupe', 'Member Last Name': 'Ramirez', 'Birth Date': 'Feb 6, 1969', Cell: '2135550163', 'Member #': '00012345' },
+    // A clipped form; "Customer #" is an id column, "Customer" the name.
+    { 'Customer #': '99812', Customer: 'Vale Salazar', 'Phone #': '732-555-0182 / 732-555-0000', Birthday: '1/7/74' },
+  ];
+  const result = reconcilePatients(practice, incoming, { algorithm: 'HYBRID', confidence: 0.8 });
+
+  it('reads every given name after the comma, and keeps Thi Linh apart from Thi Thao', () => {
+    assert.equal(matchOf(result, 0)?.entityId, 'p-linh');
+  });
+  it('matches a Spanish short form on one of two surnames', () => {
+    assert.equal(matchOf(result, 1)?.entityId, 'p-lupe');
+  });
+  it('matches a clipped given name, with two numbers in one phone cell', () => {
+    assert.equal(matchOf(result, 2)?.entityId, 'p-vale');
+  });
+});

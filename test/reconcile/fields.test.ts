@@ -18,6 +18,27 @@ describe('key recognition', () => {
   for (const [key, field] of expectations) {
     it(`"${key}" is ${field}`, () => assert.equal(recogniseKey(key), field));
   }
+  it('reads "#" as "number": Member # and Customer # are ids, Phone # and Cell # are phones', () => {
+    assert.equal(recogniseKey('Member #'), 'memberId');
+    assert.equal(recogniseKey('Customer #'), 'memberId');
+    assert.equal(recogniseKey('Account #'), 'memberId');
+    assert.equal(recogniseKey('Phone #'), 'phone');
+    assert.equal(recogniseKey('Cell #'), 'phone');
+  });
+  it('does not take a mailing address for an e-mail', () => {
+    assert.equal(recogniseKey('Mailing Address 1'), 'addressLine1');
+    assert.equal(recogniseKey('Mailing Address Line 2'), 'addressLine2');
+    assert.equal(recogniseKey('Member Email'), 'email');
+  });
+  it('knows whole-name columns and abbreviated spellings', () => {
+    for (const [key, field] of [['Name (Last, First)', 'fullName'], ['Last Name, First Name', 'fullName'], ['Client Full Name', 'fullName'],
+      ['Cust Name', 'fullName'], ['Pt Name', 'fullName'], ['Customer First', 'firstName'], ['Mbr Last Nm', 'lastName'],
+      ['Addr Line 1', 'addressLine1'], ['Home Ph', 'phone'], ['Aspire Rewards ID', 'memberId']] as const) {
+      assert.equal(recogniseKey(key), field, key);
+    }
+    assert.equal(recogniseKey('Last Visit'), null);
+    assert.equal(recogniseKey('Customer Since'), null);
+  });
   it('ignores keys it does not know', () => {
     assert.equal(recogniseKey('favourite colour'), null);
   });

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { areNicknames, parseNicknameTable } from '../../src/reconcile/nicknames.js';
 import {
-  nameTokens, normaliseEmail, normalisePhone, parseAmountCents, parseDateReadings, splitFullName,
+  nameTokens, normaliseEmail, normalisePhone, parseAmountCents, parseDateReadings, splitEmailCell, splitFullName,
+  splitPhoneCell,
 } from '../../src/reconcile/normalise.js';
 import { foldText } from '../../src/reconcile/text.js';
 
@@ -28,6 +29,13 @@ describe('nicknames', () => {
       ['robert', 'bob'], ['katherine', 'kate'], ['catherine', 'cathy'], ['margaret', 'peggy'], ['margaret', 'maggie']]) {
       assert.ok(areNicknames(a as string, b as string), `${a} ~ ${b}`);
     }
+  });
+  it('knows common Spanish short forms', () => {
+    for (const [a, b] of [['guadalupe', 'lupe'], ['dolores', 'lola'], ['jose', 'pepe'], ['francisco', 'paco'],
+      ['rosario', 'charo'], ['jesus', 'chuy'], ['beatriz', 'bea'], ['leticia', 'lety'], ['ignacio', 'nacho']]) {
+      assert.ok(areNicknames(a as string, b as string), `${a} ~ ${b}`);
+    }
+    assert.equal(areNicknames('mari', 'majo'), false);
   });
   it('is not transitive: twins Emma and Emily stay apart though both are "Em"', () => {
     assert.ok(areNicknames('emily', 'em'));
@@ -111,5 +119,22 @@ describe('amounts', () => {
     assert.equal(parseAmountCents('$1,250.50'), 125050);
     assert.equal(parseAmountCents(45), 4500);
     assert.equal(parseAmountCents('(20.00)'), -2000);
+  });
+});
+
+describe('contact cells', () => {
+  it('drops an RFC 3966 ";ext=" extension', () => {
+    assert.equal(normalisePhone('+1-555-201-3040;ext=12')?.e164, '+15552013040');
+  });
+  it('splits a cell holding two phone numbers, and leaves a single number with its extension alone', () => {
+    assert.deepEqual(splitPhoneCell('555-201-3040 / 555-201-9999'), ['555-201-3040', '555-201-9999']);
+    assert.deepEqual(splitPhoneCell('h: (555) 201-3040, c: 555.201.9999'), ['h: (555) 201-3040', 'c: 555.201.9999']);
+    assert.deepEqual(splitPhoneCell('+1 (555) 201-3040 x12'), ['+1 (555) 201-3040 x12']);
+    assert.deepEqual(splitPhoneCell('+1-555-201-3040;ext=12'), ['+1-555-201-3040;ext=12']);
+  });
+  it('finds every address in an e-mail cell', () => {
+    assert.deepEqual(splitEmailCell('a.b@example.com; c@example.org'), ['a.b@example.com', 'c@example.org']);
+    assert.deepEqual(splitEmailCell('Jane Doe <jane@example.com>'), ['jane@example.com']);
+    assert.deepEqual(splitEmailCell('jane@example.com'), ['jane@example.com']);
   });
 });
