@@ -31,9 +31,11 @@ import {
   insertPatient,
   listPatientsResult,
   listPatientsStatement,
+  listPatientsTotalStatement,
   updatePatient,
   UUID,
   type Duplicate,
+  type PatientListOptions,
   type PatientRow,
 } from './store.js';
 
@@ -93,6 +95,13 @@ function unwrap(result: WriteResult): PatientRecord {
   return result.patient;
 }
 
+/** An empty first page means nothing matched; an empty later page is past the end: ask. */
+async function totalPastTheEnd(db: Database, practiceId: string, options: PatientListOptions): Promise<number> {
+  if (options.page === 1) return 0;
+  const { rows } = await readInPractice<{ total: number }>(db, practiceId, listPatientsTotalStatement(practiceId, options));
+  return Number(rows[0]?.total ?? 0);
+}
+
 function requireValid(errors: ErrorDetail[]): void {
   if (errors.length > 0) throw validationError(errors);
 }
@@ -116,8 +125,9 @@ export async function patientRoutes(base: FastifyInstance): Promise<void> {
     async (request) => {
       const audit = auditBase(request);
       const { page, limit, status, q, sort } = request.query;
+      const options = { page, limit, status, q, sort };
       // The page and its audit event (with the ids returned) are one statement: one round trip.
-      const statement = listPatientsStatement(audit.practiceId, { page, limit, status, q, sort });
+      const statement = listPatientsStatement(audit.practiceId, options);
       const { rows } = await readInPractice<PatientRow & { total: number }>(
         db,
         audit.practiceId,
@@ -129,7 +139,8 @@ export async function patientRoutes(base: FastifyInstance): Promise<void> {
           details: { page, limit, status: status ?? null, search: q !== undefined, sort },
         }),
       );
-      const { records, total } = listPatientsResult(rows);
+      const { records, total: pageTotal } = listPatientsResult(rows);
+      const total = pageTotal ?? (await totalPastTheEnd(db, audit.practiceId, options));
       return {
         data: records.map(toPatientV1),
         pagination: { page, limit, total, totalPages: Math.ceil(total / limit) },
