@@ -119,7 +119,7 @@ export async function registerOpenApi(app: FastifyInstance, config: Config): Pro
     },
   });
 
-  for (const version of ['v1'] as const) {
+  for (const version of ['v1', 'v2'] as const) {
     app.get(
       `/${version}/openapi.json`,
       { schema: { hide: true }, config: { public: true } },

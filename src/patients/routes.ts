@@ -11,6 +11,7 @@ import { validationDetails } from '../http/error-handler.js';
 import { AppError, conflict, notFound, validationError, type ErrorDetail } from '../http/errors.js';
 import { errorResponses } from '../http/openapi.js';
 import { importPatients, type RowOutcome } from './import.js';
+import { PatientListV2, PatientV2, toPatientV2 } from './schema.v2.js';
 import { normalisePatient, type PatientFields, type PatientRecord } from './model.js';
 import {
   fromPatientWriteV1,
@@ -102,6 +103,45 @@ async function totalPastTheEnd(db: Database, practiceId: string, options: Patien
   return Number(rows[0]?.total ?? 0);
 }
 
+/**
+ * One page of the practice's patients and its pagination, version-independent: each API version
+ * maps the records to its own shape. The page and its audit event (with the ids returned) are one
+ * statement: one round trip.
+ */
+export async function listPatientPage(db: Database, request: FastifyRequest, options: PatientListOptions) {
+  const audit = auditBase(request);
+  const { page, limit, status, q, sort } = options;
+  const statement = listPatientsStatement(audit.practiceId, options);
+  const { rows } = await readInPractice<PatientRow & { total: number }>(
+    db,
+    audit.practiceId,
+    auditedRead(statement.sql, statement.params, {
+      ...audit,
+      action: 'patient.list',
+      outcome: 'success',
+      // The search text can be a name: only whether there was one is recorded.
+      details: { page, limit, status: status ?? null, search: q !== undefined, sort },
+    }),
+  );
+  const { records, total: pageTotal } = listPatientsResult(rows);
+  const total = pageTotal ?? (await totalPastTheEnd(db, audit.practiceId, options));
+  return { records, pagination: { page, limit, total, totalPages: Math.ceil(total / limit) } };
+}
+
+/** One patient of the practice, or a 404 (also for a malformed id or another practice's). */
+export async function readPatient(db: Database, request: FastifyRequest, patientId: string): Promise<PatientRecord> {
+  const audit = auditBase(request);
+  assertPatientId(patientId);
+  const patient = await withPractice(db, audit.practiceId, async (tx) => {
+    const found = await findPatient(tx, audit.practiceId, patientId);
+    // A miss is recorded too: probing for other practices' ids should show in the log.
+    await recordAudit(tx, { ...audit, action: 'patient.read', outcome: found ? 'success' : 'failure', resourceIds: [patientId] });
+    return found;
+  });
+  if (patient === null) throw notFound('Patient');
+  return patient;
+}
+
 function requireValid(errors: ErrorDetail[]): void {
   if (errors.length > 0) throw validationError(errors);
 }
@@ -123,28 +163,8 @@ export async function patientRoutes(base: FastifyInstance): Promise<void> {
       },
     },
     async (request) => {
-      const audit = auditBase(request);
-      const { page, limit, status, q, sort } = request.query;
-      const options = { page, limit, status, q, sort };
-      // The page and its audit event (with the ids returned) are one statement: one round trip.
-      const statement = listPatientsStatement(audit.practiceId, options);
-      const { rows } = await readInPractice<PatientRow & { total: number }>(
-        db,
-        audit.practiceId,
-        auditedRead(statement.sql, statement.params, {
-          ...audit,
-          action: 'patient.list',
-          outcome: 'success',
-          // The search text can be a name: only whether there was one is recorded.
-          details: { page, limit, status: status ?? null, search: q !== undefined, sort },
-        }),
-      );
-      const { records, total: pageTotal } = listPatientsResult(rows);
-      const total = pageTotal ?? (await totalPastTheEnd(db, audit.practiceId, options));
-      return {
-        data: records.map(toPatientV1),
-        pagination: { page, limit, total, totalPages: Math.ceil(total / limit) },
-      };
+      const { records, pagination } = await listPatientPage(db, request, request.query);
+      return { data: records.map(toPatientV1), pagination };
     },
   );
 
@@ -198,19 +218,7 @@ export async function patientRoutes(base: FastifyInstance): Promise<void> {
         response: { 200: PatientV1, ...errorResponses(401, 403, 404, 429) },
       },
     },
-    async (request) => {
-      const audit = auditBase(request);
-      const { patientId } = request.params;
-      assertPatientId(patientId);
-      const patient = await withPractice(db, audit.practiceId, async (tx) => {
-        const found = await findPatient(tx, audit.practiceId, patientId);
-        // A miss is recorded too: probing for other practices' ids should show in the log.
-        await recordAudit(tx, { ...audit, action: 'patient.read', outcome: found ? 'success' : 'failure', resourceIds: [patientId] });
-        return found;
-      });
-      if (patient === null) throw notFound('Patient');
-      return toPatientV1(patient);
-    },
+    async (request) => toPatientV1(await readPatient(db, request, request.params.patientId)),
   );
 
   app.patch(
@@ -360,4 +368,45 @@ async function applyUpdate(
   const patient = await updatePatient(tx, audit.practiceId, patientId, changes);
   await recordAudit(tx, { ...audit, action: 'patient.update', outcome: 'success', resourceIds: [patientId], details: { fields: Object.keys(changes) } });
   return { patient: patient! };
+}
+
+/**
+ * /v2 (beta): the same records in the v2 shape. Reads only for now; writes stay on /v1 until v2
+ * leaves beta (docs/migration.md).
+ */
+export async function patientRoutesV2(base: FastifyInstance): Promise<void> {
+  const app = base.withTypeProvider<TypeBoxTypeProvider>();
+  const db = app.db;
+
+  app.get(
+    '/patients',
+    {
+      config: { permission: 'read:patients' },
+      schema: {
+        tags: ['Patients'],
+        summary: 'List patients (v2 shape)',
+        description: 'As GET /v1/patients, with contact details under `contact`.',
+        querystring: PatientListQueryV1,
+        response: { 200: PatientListV2, ...errorResponses(400, 401, 403, 429) },
+      },
+    },
+    async (request) => {
+      const { records, pagination } = await listPatientPage(db, request, request.query);
+      return { data: records.map(toPatientV2), pagination };
+    },
+  );
+
+  app.get(
+    '/patients/:patientId',
+    {
+      config: { permission: 'read:patients' },
+      schema: {
+        tags: ['Patients'],
+        summary: 'Get patient details (v2 shape)',
+        params: PatientIdParams,
+        response: { 200: PatientV2, ...errorResponses(401, 403, 404, 429) },
+      },
+    },
+    async (request) => toPatientV2(await readPatient(db, request, request.params.patientId)),
+  );
 }

@@ -11,7 +11,14 @@ after(() => db.close());
 const { app } = await startTestApp(db);
 
 // Reachable without credentials, on purpose. Anything else public is a test failure.
-const PUBLIC = new Set(['POST /v1/auth/login', 'POST /v1/auth/refresh', 'GET /v1/openapi.json', 'HEAD /v1/openapi.json']);
+const PUBLIC = new Set([
+  'POST /v1/auth/login',
+  'POST /v1/auth/refresh',
+  'GET /v1/openapi.json',
+  'HEAD /v1/openapi.json',
+  'GET /v2/openapi.json',
+  'HEAD /v2/openapi.json',
+]);
 
 const versioned = app.routeTable.filter((route) => /^\/v\d+\//.test(route.url));
 

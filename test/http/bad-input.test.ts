@@ -40,10 +40,16 @@ for (const target of databaseTargets()) {
   const db = await migratedDatabase(target);
   const { app } = await startTestApp(db);
   const practice = await createTestPractice(app, 'Fuzz Spa');
-  const doc = (await app.inject({ url: '/v1/openapi.json' })).json() as {
+  type Document = {
     paths: Record<string, Record<string, { parameters?: Operation['parameters']; requestBody?: { content: Record<string, { schema: Schema }> } }>>;
     components: { schemas: Record<string, Schema> };
   };
+  // Every version's document; paths are relative to their version's server.
+  const documents: Array<{ version: string; doc: Document }> = [];
+  for (const version of ['v1', 'v2']) {
+    documents.push({ version, doc: (await app.inject({ url: `/${version}/openapi.json` })).json() as Document });
+  }
+  const doc = { components: { schemas: Object.assign({}, ...documents.map((d) => d.doc.components.schemas)) as Record<string, Schema> } };
 
   function resolve(schema: Schema | undefined): Schema {
     if (schema?.$ref) {
@@ -53,13 +59,15 @@ for (const target of databaseTargets()) {
     return schema ?? {};
   }
 
-  const operations: Operation[] = Object.entries(doc.paths).flatMap(([path, item]) =>
+  const operations: Operation[] = documents.flatMap(({ version, doc: versionDoc }) =>
+    Object.entries(versionDoc.paths).flatMap(([path, item]) =>
     Object.entries(item).map(([method, op]) => ({
       method: method.toUpperCase(),
-      path: `/v1${path}`,
+      path: `/${version}${path}`,
       parameters: op.parameters ?? [],
       body: op.requestBody ? resolve(op.requestBody.content['application/json']?.schema) : null,
     })),
+    ),
   );
 
   const SQL_AND_SCRIPT = [
