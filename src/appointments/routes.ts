@@ -45,9 +45,12 @@ import {
   AppointmentUpdate,
 } from './schema.js';
 
-const EXCLUSION_VIOLATION = '23P01';
+// Losing a race for a slot surfaces two ways: the exclusion constraint fires (23P01), or two
+// inserts each wait on the other's uncommitted overlapping row and PostgreSQL aborts one of them
+// as a deadlock (40P01). Either way the other booking holds the slot: the answer is the conflict.
+const LOST_SLOT_RACE = new Set(['23P01', '40P01']);
 
-const isExclusionViolation = (error: unknown) => (error as { code?: string } | null)?.code === EXCLUSION_VIOLATION;
+const isLostSlotRace = (error: unknown) => LOST_SLOT_RACE.has((error as { code?: string } | null)?.code ?? '');
 
 const WHAT: Record<Conflict['field'], string> = {
   practitionerId: 'The practitioner',
@@ -193,7 +196,7 @@ export async function appointmentRoutes(fastify: FastifyInstance): Promise<void>
         reply.code(201).header('location', `/v1/appointments/${row.id}`);
         return toAppointment(row);
       } catch (error) {
-        if (isExclusionViolation(error) && slot !== null) throw await conflictAfterRace(db, principal.practiceId, slot);
+        if (isLostSlotRace(error) && slot !== null) throw await conflictAfterRace(db, principal.practiceId, slot);
         throw error;
       }
     },
@@ -410,7 +413,7 @@ export async function appointmentRoutes(fastify: FastifyInstance): Promise<void>
         });
         return toAppointment(row);
       } catch (error) {
-        if (isExclusionViolation(error) && slot !== null) throw await conflictAfterRace(db, principal.practiceId, slot);
+        if (isLostSlotRace(error) && slot !== null) throw await conflictAfterRace(db, principal.practiceId, slot);
         throw error;
       }
     },
