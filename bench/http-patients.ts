@@ -9,7 +9,7 @@
 // Everything lives in a scratch schema created here and dropped at the end.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, readdirSync, readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { buildApp } from '../src/app.js';
 import { signAccessToken } from '../src/auth/jwt.js';
@@ -35,23 +35,75 @@ interface Figures {
   p99: number;
   non2xx: number;
   errors: number;
+  /** CPU milliseconds per request: this server process, PostgreSQL (all backends), the load generator. */
+  cpu: { server: number; postgres: number; loadGenerator: number };
 }
+
+const CLOCK_TICKS_PER_SECOND = 100;
+
+/** CPU time (ms) used so far by each process whose command line matches, from /proc (Linux). */
+function cpuOfProcesses(matches: (commandLine: string) => boolean): Map<number, number> {
+  const found = new Map<number, number>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (!matches(readFileSync(`/proc/${entry}/cmdline`, 'utf8'))) continue;
+      const fields = readFileSync(`/proc/${entry}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+      found.set(Number(entry), ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND);
+    } catch {
+      // the process ended between the listing and the read
+    }
+  }
+  return found;
+}
+
+/** CPU used between two snapshots, counting only processes alive in both. */
+function cpuBetween(before: Map<number, number>, after: Map<number, number>): number {
+  let total = 0;
+  for (const [pid, ms] of after) total += ms - (before.get(pid) ?? ms);
+  return total;
+}
+
+const isPostgres = (commandLine: string) => commandLine.startsWith('postgres');
 
 /** autocannon as a separate process, so the load generator never shares the servers' event loop. */
 function autocannon(url: string, token: string, seconds: number): Promise<Figures> {
+  const serverBefore = process.cpuUsage();
+  const postgresBefore = cpuOfProcesses(isPostgres);
+  let loadGeneratorBefore = 0;
+  let loadGeneratorAfter = 0;
   return new Promise((resolve, reject) => {
     const child = spawn(
       'node_modules/.bin/autocannon',
       ['-c', String(CONNECTIONS), '-d', String(seconds), '-j', '-H', `authorization=Bearer ${token}`, url],
       { stdio: ['ignore', 'pipe', 'inherit'] },
     );
+    const loadGenerator = () => cpuOfProcesses((commandLine) => commandLine.includes('autocannon')).get(child.pid!) ?? 0;
+    // The load generator's own CPU, read while it runs (its first and last 10 % are ramp-up and drain).
+    const first = setTimeout(() => (loadGeneratorBefore = loadGenerator()), seconds * 100);
+    const last = setTimeout(() => (loadGeneratorAfter = loadGenerator()), seconds * 900);
     let out = '';
     child.stdout.on('data', (chunk) => (out += chunk));
     child.on('error', reject);
     child.on('close', (code) => {
+      clearTimeout(first);
+      clearTimeout(last);
       if (code !== 0) return reject(new Error(`autocannon exited with ${code}`));
-      const result = JSON.parse(out) as { requests: { average: number }; latency: { p50: number; p99: number }; non2xx: number; errors: number };
-      resolve({ requestsPerSecond: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, non2xx: result.non2xx, errors: result.errors });
+      const result = JSON.parse(out) as { requests: { average: number; total: number }; latency: { p50: number; p99: number }; non2xx: number; errors: number };
+      const server = process.cpuUsage(serverBefore);
+      const requests = result.requests.total;
+      resolve({
+        requestsPerSecond: result.requests.average,
+        p50: result.latency.p50,
+        p99: result.latency.p99,
+        non2xx: result.non2xx,
+        errors: result.errors,
+        cpu: {
+          server: (server.user + server.system) / 1000 / requests,
+          postgres: cpuBetween(postgresBefore, cpuOfProcesses(isPostgres)) / requests,
+          loadGenerator: (loadGeneratorAfter - loadGeneratorBefore) / (requests * 0.8),
+        },
+      });
     });
   });
 }
@@ -59,8 +111,10 @@ function autocannon(url: string, token: string, seconds: number): Promise<Figure
 async function measure(name: string, url: string, token: string): Promise<Figures> {
   await autocannon(url, token, 2); // warm-up: JIT, pool connections, caches
   const figures = await autocannon(url, token, SECONDS);
+  const { cpu } = figures;
   console.log(
-    `${name.padEnd(12)} ${figures.requestsPerSecond.toFixed(0).padStart(7)} req/s   p50 ${String(figures.p50).padStart(3)} ms   p99 ${String(figures.p99).padStart(3)} ms   non-2xx ${figures.non2xx}   errors ${figures.errors}`,
+    `${name.padEnd(12)} ${figures.requestsPerSecond.toFixed(0).padStart(7)} req/s   p50 ${String(figures.p50).padStart(3)} ms   p99 ${String(figures.p99).padStart(3)} ms   non-2xx ${figures.non2xx}   errors ${figures.errors}` +
+      `   CPU ms/request: server ${cpu.server.toFixed(2)}, PostgreSQL ${cpu.postgres.toFixed(2)}, load generator ${cpu.loadGenerator.toFixed(2)}`,
   );
   return figures;
 }
