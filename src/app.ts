@@ -4,7 +4,7 @@ import Fastify, { LogController, type FastifyContextConfig, type FastifyInstance
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { readFileSync } from 'node:fs';
 import type { DestinationStream } from 'pino';
-import { startAuditSealer } from './audit/audit.js';
+import { AuditWriter, startAuditSealer } from './audit/audit.js';
 import { registerAuthGuard } from './auth/guard.js';
 import { keyIdFor, type JwtSecret } from './auth/jwt.js';
 import {
@@ -50,6 +50,8 @@ declare module 'fastify' {
     redis: Redis | null;
     auth: AuthContext;
     routeTable: RouteEntry[];
+    /** Group-committed audit events of reads (audit/audit.ts). */
+    auditWriter: AuditWriter;
   }
 }
 
@@ -146,6 +148,8 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   app.decorate('config', config);
   app.decorate('redis', redis);
   app.decorate('auth', auth);
+  const auditWriter = new AuditWriter(db);
+  app.decorate('auditWriter', auditWriter);
 
   // Every route with what it declared: the authorization test walks this table.
   const routeTable: RouteEntry[] = [];
@@ -209,6 +213,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   const stopRevocationSync = startRevocationSync(db, auth.revocations, config.accessTokenTtlSeconds, app.log);
   app.addHook('onClose', async () => {
     stopRevocationSync();
+    await auditWriter.flush();
     await stopSealer();
     if (redis) redis.disconnect();
     if (ownsDb) await db.close();

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import type { Database, Queryable } from '../db/database.js';
-import { withSystem } from '../db/scope.js';
+import { statementAsSystem, withSystem } from '../db/scope.js';
 
 export type ActorType = 'user' | 'api_key' | 'system' | 'anonymous';
 export type Outcome = 'success' | 'failure' | 'denied';
@@ -67,27 +67,92 @@ export async function recordAudit(tx: Queryable, event: AuditEvent): Promise<voi
   );
 }
 
+// A batch of events as one JSON parameter: one statement whatever its size, the rows inserted in
+// the order given (identity ids follow it).
+const INSERT_BATCH = `INSERT INTO audit_events ${INSERT_COLUMNS}
+  SELECT e.practice_id, e.actor_type, e.actor_id, e.action, e.resource_type, coalesce(e.resource_ids, '{}'),
+         e.outcome, e.ip, e.user_agent, e.request_id, e.correlation_id, coalesce(e.details, '{}')
+    FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (practice_id uuid, actor_type text, actor_id text,
+         action text, resource_type text, resource_ids text[], outcome text, ip text, user_agent text,
+         request_id text, correlation_id text, details jsonb)) WITH ORDINALITY AS e
+   ORDER BY e.ordinality`;
+
+function batchPayload(events: readonly AuditEvent[]): string {
+  return JSON.stringify(
+    events.map((event) => ({
+      practice_id: event.practiceId,
+      actor_type: event.actorType,
+      actor_id: event.actorId,
+      action: event.action,
+      resource_type: event.resourceType ?? null,
+      resource_ids: event.resourceIds ?? [],
+      outcome: event.outcome,
+      ip: event.ip ?? null,
+      user_agent: event.userAgent ?? null,
+      request_id: event.requestId ?? null,
+      correlation_id: event.correlationId ?? null,
+      details: event.details ?? {},
+    })),
+  );
+}
+
+interface Waiting {
+  event: AuditEvent;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
 /**
- * Wraps a read so that the same statement records its audit event: the ids of the rows it returned
- * (column `id`) become the event's resourceIds. One statement means one round trip and no way to
- * return PHI without the event being written in the same transaction.
+ * Audit events of reads, group-committed. `record` resolves once the event is committed, so a
+ * handler that awaits it before answering never discloses PHI without a durable record of it;
+ * meanwhile the events of concurrent requests share one INSERT and one commit (one WAL flush)
+ * instead of each paying for its own write transaction. Changes don't come here: their events
+ * belong in the transaction of the change (recordAudit).
+ *
+ * A batch starts as soon as the previous one is done (no timer): alone, an event is written at
+ * once; under load, everything that arrived during a commit goes in the next.
  */
-export function auditedRead(sql: string, params: unknown[], event: Omit<AuditEvent, 'resourceIds'>) {
-  const n = params.length;
-  const values = columnValues(event);
-  values.splice(5, 1); // resource_ids comes from the result itself
-  return {
-    // The result keeps its rows' order: a CTE scan reads its rows back as the query produced them.
-    sql: `WITH result AS (${sql}),
-      audited AS (
-        INSERT INTO audit_events ${INSERT_COLUMNS}
-        SELECT $${n + 1}::uuid, $${n + 2}, $${n + 3}, $${n + 4}, $${n + 5},
-               ARRAY(SELECT id::text FROM result WHERE id IS NOT NULL), $${n + 6},
-               $${n + 7}, $${n + 8}, $${n + 9}, $${n + 10}, $${n + 11}::jsonb
-      )
-      SELECT * FROM result`,
-    params: [...params, ...values],
-  };
+export class AuditWriter {
+  private waiting: Waiting[] = [];
+  private draining: Promise<void> | null = null;
+
+  constructor(
+    private readonly db: Database,
+    private readonly maxBatch = 1000,
+  ) {}
+
+  record(event: AuditEvent): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ event, resolve, reject });
+      this.draining ??= this.drain();
+    });
+  }
+
+  /** Resolves when every event recorded so far is committed (or has failed). */
+  async flush(): Promise<void> {
+    while (this.draining !== null) await this.draining;
+  }
+
+  private async drain(): Promise<void> {
+    // Requests answered in the same turn of the event loop join this first batch.
+    await new Promise((resolve) => setImmediate(resolve));
+    while (this.waiting.length > 0) {
+      const batch = this.waiting.splice(0, this.maxBatch);
+      try {
+        await this.insert(batch);
+        for (const waiting of batch) waiting.resolve();
+      } catch (error) {
+        if (batch.length === 1) batch[0]!.reject(error);
+        // One bad event must not fail the requests that happened to share its batch.
+        else await Promise.all(batch.map((waiting) => this.insert([waiting]).then(waiting.resolve, waiting.reject)));
+      }
+    }
+    this.draining = null;
+  }
+
+  private async insert(batch: Waiting[]): Promise<void> {
+    await statementAsSystem(this.db, { sql: INSERT_BATCH, params: [batchPayload(batch.map((waiting) => waiting.event))] });
+  }
 }
 
 interface AuditRow {

@@ -4,7 +4,7 @@ import { mkdirSync } from 'node:fs';
 import { PGlite, types as pgliteTypes } from '@electric-sql/pglite';
 import { btree_gist } from '@electric-sql/pglite/contrib/btree_gist';
 import pg from 'pg';
-import { inlineParameters } from './literals.js';
+import { ScopedStatementQuery } from './scoped-statement.js';
 
 export interface QueryResult<T> {
   rows: T[];
@@ -19,6 +19,12 @@ export interface Queryable {
 
 export type DatabaseKind = 'pglite' | 'postgres';
 
+/** A statement returning no rows whose only effect is transaction-local settings (db/scope.ts). */
+export interface ScopeStatement {
+  sql: string;
+  params: readonly unknown[];
+}
+
 export interface Database extends Queryable {
   readonly kind: DatabaseKind;
   /**
@@ -27,11 +33,11 @@ export interface Database extends Queryable {
    */
   transaction<T>(fn: (tx: Queryable) => Promise<T>, prelude?: string): Promise<T>;
   /**
-   * One statement in its own transaction after `prelude`, in a single round trip where the driver
-   * allows it (PostgreSQL: one simple-protocol message, parameters written as literals). For hot
-   * reads whose audit row is written by the same statement.
+   * One statement in its own transaction, after `scope` (a statement that sets the transaction's
+   * role and settings). PostgreSQL: both are prepared once per connection and sent together, so
+   * the whole unit of work is a single round trip. For hot reads and the audit writer.
    */
-  statementInTransaction<T = Record<string, unknown>>(prelude: string, sql: string, params: readonly unknown[]): Promise<QueryResult<T>>;
+  scopedStatement<T = Record<string, unknown>>(scope: ScopeStatement, sql: string, params: readonly unknown[]): Promise<QueryResult<T>>;
   /** One cheap round trip; throws when the database is unreachable. */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -76,9 +82,9 @@ export async function openPglite({ dataDir }: PgliteOptions): Promise<Database> 
         if (prelude) await tx.exec(prelude);
         return fn(wrap(tx));
       }),
-    statementInTransaction: (prelude, sql, params) =>
+    scopedStatement: (scope, sql, params) =>
       db.transaction(async (tx) => {
-        await tx.exec(prelude);
+        await tx.query(scope.sql, scope.params as unknown[]);
         return wrap(tx).query(sql, params);
       }),
     async ping() {
@@ -166,14 +172,12 @@ export async function openPostgres(options: PostgresOptions): Promise<Database> 
         await client.query('COMMIT');
         return result;
       }),
-    statementInTransaction: <T>(prelude: string, sql: string, params: readonly unknown[]) =>
-      inTransaction(async (client) => {
-        const text = `BEGIN; ${prelude}; ${inlineParameters(sql, params)}; COMMIT`;
-        // A multi-statement message answers with one result per statement: the one before COMMIT.
-        const results = (await client.query(text)) as unknown as pg.QueryResult[];
-        const result = results[results.length - 2]!;
-        return { rows: result.rows as T[], rowCount: result.rowCount ?? result.rows.length };
-      }),
+    async scopedStatement<T>(scope: ScopeStatement, sql: string, params: readonly unknown[]) {
+      // No BEGIN/COMMIT: the extended protocol runs everything up to its Sync as one transaction,
+      // which the scope's transaction-local settings last for. An error rolls it back whole.
+      const result = (await pool.query(new ScopedStatementQuery(scope, sql, params) as never)) as pg.QueryResult;
+      return { rows: result.rows as T[], rowCount: result.rowCount ?? result.rows.length };
+    },
     async ping() {
       await pool.query('SELECT 1');
     },

@@ -1,6 +1,6 @@
 // Units of work. Request handlers reach the database only through these two functions, so the
 // practice filter and the role that row-level security keys on are never forgotten.
-import type { Database, Queryable } from './database.js';
+import type { Database, Queryable, ScopeStatement } from './database.js';
 
 /**
  * A transaction scoped to one practice: it runs as medspa_app with app.practice_id set, so
@@ -11,24 +11,46 @@ export async function withPractice<T>(db: Database, practiceId: string, work: (t
 }
 
 /**
- * One statement in the practice's scope, sent with BEGIN and COMMIT in a single round trip: the
- * hot read path (a list and its audit row, written by the same statement).
+ * One statement in the practice's scope, as its own transaction: the hot read path, a single round
+ * trip on PostgreSQL. Same role and setting as withPractice, set by a prepared statement.
  */
 export async function readInPractice<T>(db: Database, practiceId: string, statement: { sql: string; params: unknown[] }) {
-  return db.statementInTransaction<T>(practiceScope(practiceId), statement.sql, statement.params);
+  assertUuid(practiceId);
+  return db.scopedStatement<T>(PRACTICE_SCOPE(practiceId), statement.sql, statement.params);
+}
+
+/** One statement on the cross-practice path (the audit writer's batches), as its own transaction. */
+export async function statementAsSystem<T>(db: Database, statement: { sql: string; params: unknown[] }) {
+  return db.scopedStatement<T>(SYSTEM_SCOPE, statement.sql, statement.params);
+}
+
+// set_config(…, true) is SET LOCAL as a function, so it can take a parameter and be prepared. The
+// WHERE clause is false but needs the values, so both calls run and the statement returns no row.
+const PRACTICE_SCOPE = (practiceId: string): ScopeStatement => ({
+  sql: `SELECT FROM (SELECT set_config('role', 'medspa_app', true) AS r, set_config('app.practice_id', $1, true) AS p) AS s
+         WHERE s.r IS NULL OR s.p IS NULL`,
+  params: [practiceId],
+});
+const SYSTEM_SCOPE: ScopeStatement = {
+  sql: `SELECT FROM (SELECT set_config('role', 'medspa_system', true) AS r) AS s WHERE s.r IS NULL`,
+  params: [],
+};
+
+function assertUuid(practiceId: string): void {
+  if (!UUID.test(practiceId)) throw new TypeError('practice id must be a UUID');
 }
 
 // The id is inlined so that scoping travels with BEGIN in one round trip; it is only ever a UUID
 // from a verified token or key, and anything else is refused here, before any SQL is sent.
 function practiceScope(practiceId: string): string {
-  if (!UUID.test(practiceId)) throw new TypeError('practice id must be a UUID');
+  assertUuid(practiceId);
   return `SET LOCAL ROLE medspa_app; SET LOCAL app.practice_id = '${practiceId}'`;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
- * The cross-practice path (login by email, first start, audit sealing). Rare on purpose:
+ * The cross-practice path (login by email, first start, audit sealing and batches). Rare on purpose:
  * grep for withSystem to review every place that can see more than one practice.
  */
 export function withSystem<T>(db: Database, work: (tx: Queryable) => Promise<T>): Promise<T> {

@@ -3,7 +3,7 @@
 // patient is never without its record and a rolled-back change leaves no event claiming it.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { auditedRead, recordAudit, requestOrigin, type AuditEvent } from '../audit/audit.js';
+import { recordAudit, requestOrigin, type AuditEvent } from '../audit/audit.js';
 import { principalOf } from '../auth/guard.js';
 import type { Database, Queryable } from '../db/database.js';
 import { readInPractice, withPractice } from '../db/scope.js';
@@ -105,26 +105,23 @@ async function totalPastTheEnd(db: Database, practiceId: string, options: Patien
 
 /**
  * One page of the practice's patients and its pagination, version-independent: each API version
- * maps the records to its own shape. The page and its audit event (with the ids returned) are one
- * statement: one round trip.
+ * maps the records to its own shape. The page is one read (one round trip); its audit event, with
+ * the ids returned, is committed before the page is returned.
  */
 export async function listPatientPage(db: Database, request: FastifyRequest, options: PatientListOptions) {
   const audit = auditBase(request);
   const { page, limit, status, q, sort } = options;
-  const statement = listPatientsStatement(audit.practiceId, options);
-  const { rows } = await readInPractice<PatientRow & { total: number }>(
-    db,
-    audit.practiceId,
-    auditedRead(statement.sql, statement.params, {
-      ...audit,
-      action: 'patient.list',
-      outcome: 'success',
-      // The search text can be a name: only whether there was one is recorded.
-      details: { page, limit, status: status ?? null, search: q !== undefined, sort },
-    }),
-  );
+  const { rows } = await readInPractice<PatientRow & { total: number }>(db, audit.practiceId, listPatientsStatement(audit.practiceId, options));
   const { records, total: pageTotal } = listPatientsResult(rows);
   const total = pageTotal ?? (await totalPastTheEnd(db, audit.practiceId, options));
+  await request.server.auditWriter.record({
+    ...audit,
+    action: 'patient.list',
+    outcome: 'success',
+    resourceIds: records.map((record) => record.id),
+    // The search text can be a name: only whether there was one is recorded.
+    details: { page, limit, status: status ?? null, search: q !== undefined, sort },
+  });
   return { records, pagination: { page, limit, total, totalPages: Math.ceil(total / limit) } };
 }
 

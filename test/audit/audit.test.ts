@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { recordAudit, sealAuditEvents, sealBacklog, verifyAuditChain } from '../../src/audit/audit.js';
+import { AuditWriter, recordAudit, sealAuditEvents, sealBacklog, verifyAuditChain } from '../../src/audit/audit.js';
 import { withPractice, withSystem } from '../../src/db/scope.js';
 import { databaseTargets, migratedDatabase } from '../helpers/databases.js';
 
@@ -61,6 +61,41 @@ for (const target of databaseTargets()) {
       await assert.rejects(withSystem(db, (tx) => tx.query('DELETE FROM audit_events')), /append-only|permission/);
       await assert.rejects(db.query('DELETE FROM audit_events'), /append-only/);
       await assert.rejects(db.query('TRUNCATE audit_events'), /append-only/);
+    });
+
+    test('the writer commits concurrent read events together, each caller released after the commit', async () => {
+      const writer = new AuditWriter(db);
+      const actions = Array.from({ length: 60 }, (_, i) => `writer.read.${i}`);
+      await Promise.all(
+        actions.map(async (action) => {
+          await writer.record({ ...event(action), resourceIds: [action] });
+          // Released means committed: visible to another transaction at once.
+          const { rows } = await withSystem(db, (tx) => tx.query('SELECT resource_ids FROM audit_events WHERE action = $1', [action]));
+          assert.deepEqual(rows, [{ resource_ids: [action] }]);
+        }),
+      );
+      const { rows } = await withSystem(db, (tx) =>
+        tx.query<{ transactions: number; events: number }>(
+          "SELECT count(DISTINCT xmin::text)::int AS transactions, count(*)::int AS events FROM audit_events WHERE action LIKE 'writer.read.%'",
+        ),
+      );
+      assert.equal(rows[0]!.events, 60);
+      assert.ok(rows[0]!.transactions <= 2, `60 concurrent events took ${rows[0]!.transactions} transactions`);
+    });
+
+    test('an event that cannot be stored fails its own caller, not the others in its batch', async () => {
+      const writer = new AuditWriter(db);
+      const unknownPractice = '00000000-0000-4000-8000-000000000000';
+      const outcomes = await Promise.allSettled([
+        writer.record(event('writer.batch.ok1')),
+        writer.record({ ...event('writer.batch.bad'), practiceId: unknownPractice }),
+        writer.record(event('writer.batch.ok2')),
+      ]);
+      assert.deepEqual(outcomes.map((outcome) => outcome.status), ['fulfilled', 'rejected', 'fulfilled']);
+      const { rows } = await withSystem(db, (tx) =>
+        tx.query<{ action: string }>("SELECT action FROM audit_events WHERE action LIKE 'writer.batch.%' ORDER BY id"),
+      );
+      assert.deepEqual(rows.map((row) => row.action), ['writer.batch.ok1', 'writer.batch.ok2']);
     });
 
     test('a row altered behind the trigger’s back breaks verification at that row', async () => {

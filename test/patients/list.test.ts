@@ -137,5 +137,22 @@ for (const target of databaseTargets()) {
       const body = await list(`?q=${encodeURIComponent("' OR 1=1 --")}`);
       assert.equal(body.pagination.total, 0);
     });
+
+    test('a page is never returned when its audit event cannot be written', async () => {
+      const before = await withSystem(db, (tx) => tx.query<{ n: number }>("SELECT count(*)::int AS n FROM audit_events WHERE action = 'patient.list'"));
+      // The audit writer's role loses its right to insert (this test database only).
+      await db.exec('REVOKE INSERT ON audit_events FROM medspa_system');
+      try {
+        const response = await app.inject({ url: '/v1/patients?limit=5', headers });
+        assert.ok(response.statusCode >= 500, `answered ${response.statusCode}`);
+        assert.equal(response.json().error.code, 'INTERNAL_ERROR');
+        assert.doesNotMatch(response.body, /Nguyen|Smith|Okafor|clinic-list/);
+      } finally {
+        await db.exec('GRANT INSERT ON audit_events TO medspa_system');
+      }
+      const afterwards = await withSystem(db, (tx) => tx.query<{ n: number }>("SELECT count(*)::int AS n FROM audit_events WHERE action = 'patient.list'"));
+      assert.equal(afterwards.rows[0]!.n, before.rows[0]!.n);
+      assert.equal((await list('?limit=5')).data.length, 5);
+    });
   });
 }
