@@ -1,8 +1,9 @@
 // The audit log (HIPAA 164.312(b)): who did what to which record, from where, with what result.
 // Writers only INSERT (cheap, no lock, inside the caller's transaction so a rolled-back change
-// leaves no event claiming it happened). The sealer later links the rows of each practice into a
-// SHA-256 hash chain in the order it seals them; a database trigger refuses any other change,
-// and verifyAuditChain() finds a row altered behind the trigger's back.
+// leaves no event claiming it happened). A database trigger refuses any UPDATE, DELETE or
+// TRUNCATE. The sealer appends, per practice, seals that hash the events of finished transactions
+// into a SHA-256 chain (migration 007 explains the ranges); verifyAuditChain() recomputes them and
+// names an event altered, removed or slipped in behind the trigger's back.
 import { createHash } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import type { Database, Queryable } from '../db/database.js';
@@ -143,8 +144,9 @@ export class AuditWriter {
         for (const waiting of batch) waiting.resolve();
       } catch (error) {
         if (batch.length === 1) batch[0]!.reject(error);
-        // One bad event must not fail the requests that happened to share its batch.
-        else await Promise.all(batch.map((waiting) => this.insert([waiting]).then(waiting.resolve, waiting.reject)));
+        // One bad event must not fail the requests that happened to share its batch. One by one,
+        // in order, so the log keeps the order the events arrived in.
+        else for (const waiting of batch) await this.insert([waiting]).then(waiting.resolve, waiting.reject);
       }
     }
     this.draining = null;
@@ -155,147 +157,136 @@ export class AuditWriter {
   }
 }
 
-interface AuditRow {
-  id: number;
-  practice_id: string | null;
-  occurred_at: Date;
-  actor_type: string;
-  actor_id: string | null;
-  action: string;
-  resource_type: string | null;
-  resource_ids: string[];
-  outcome: string;
-  ip: string | null;
-  user_agent: string | null;
-  request_id: string | null;
-  correlation_id: string | null;
-  details: unknown;
-  chain_seq?: number | null;
-  prev_hash?: string | null;
-  hash?: string | null;
-}
-
 const GENESIS = '0'.repeat(64);
-const chainKeyOf = (row: Pick<AuditRow, 'practice_id'>) => row.practice_id ?? 'system';
-
-/** A stable serialisation of everything an event says, so its hash covers all of it. */
-function canonicalContent(row: AuditRow): string {
-  return JSON.stringify([
-    row.id,
-    row.practice_id,
-    new Date(row.occurred_at).toISOString(),
-    row.actor_type,
-    row.actor_id,
-    row.action,
-    row.resource_type,
-    row.resource_ids,
-    row.outcome,
-    row.ip,
-    row.user_agent,
-    row.request_id,
-    row.correlation_id,
-    row.details,
-  ]);
-}
-
-export function chainHash(prevHash: string, seq: number, row: AuditRow): string {
-  return createHash('sha256').update(`${prevHash}\n${seq}\n${canonicalContent(row)}`).digest('hex');
-}
-
 const SEALER_LOCK_KEY = 0x617564697473; // "audits"
-const CONTENT_COLUMNS = `id, practice_id, occurred_at, actor_type, actor_id, action, resource_type, resource_ids,
-  outcome, ip, user_agent, request_id, correlation_id, details`;
+const DIGEST_BYTES = 32;
 
-/** Seals up to `batch` unsealed events; returns how many. Safe to run from several instances. */
-export async function sealAuditEvents(db: Database, batch = 1000): Promise<number> {
+/**
+ * SHA-256 of everything an event says, computed by PostgreSQL: a fixed JSON rendering (jsonb's
+ * text form is canonical; the time in UTC with microseconds, whatever the session's time zone).
+ */
+const EVENT_DIGEST = `sha256(convert_to(jsonb_build_array(e.id, e.practice_id,
+    to_char(e.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), e.actor_type, e.actor_id, e.action,
+    e.resource_type, e.resource_ids, e.outcome, e.ip, e.user_agent, e.request_id, e.correlation_id, e.details,
+    e.xact_id::text)::text, 'UTF8'))`;
+
+/** bytea arrives as a Buffer from pg and as a plain Uint8Array from PGlite. */
+const bytes = (value: Uint8Array): Buffer => (Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength));
+
+interface ChainHead {
+  seq: number;
+  hash: string;
+  xactTo: string;
+}
+
+/** The seal's own hash: its predecessor's, its position, its range and the events' digests. */
+export function sealHash(prevHash: string, seq: number, xactFrom: string, xactTo: string, digests: Buffer): string {
+  return createHash('sha256').update(`${prevHash}\n${seq}\n${xactFrom}\n${xactTo}\n`).update(digests).digest('hex');
+}
+
+/**
+ * Seals the events of every transaction that has ended since the last run: one seal per practice
+ * (and one for events outside any practice) with events in that range. Returns how many events it
+ * sealed. Safe to run from several instances (one at a time, by an advisory lock).
+ */
+export async function sealAuditEvents(db: Database): Promise<number> {
   return withSystem(db, async (tx) => {
-    const { rows: locked } = await tx.query<{ ok: boolean }>('SELECT pg_try_advisory_xact_lock($1) AS ok', [
-      SEALER_LOCK_KEY,
-    ]);
+    const { rows: locked } = await tx.query<{ ok: boolean }>('SELECT pg_try_advisory_xact_lock($1) AS ok', [SEALER_LOCK_KEY]);
     if (!locked[0]?.ok) return 0;
-    const { rows } = await tx.query<AuditRow>(
-      `SELECT ${CONTENT_COLUMNS} FROM audit_events WHERE hash IS NULL ORDER BY id LIMIT $1`,
-      [batch],
+    // Everything below the oldest running transaction has ended and can no longer change.
+    const { rows: range } = await tx.query<{ low: string; high: string }>(
+      `SELECT coalesce((SELECT max(xact_to) FROM audit_seals), '0')::text AS low,
+              pg_snapshot_xmin(pg_current_snapshot())::text AS high`,
     );
-    if (rows.length === 0) return 0;
-    const keys = [...new Set(rows.map(chainKeyOf))];
-    const { rows: headRows } = await tx.query<{ chain_key: string; seq: number; hash: string }>(
-      'SELECT chain_key, seq, hash FROM audit_chain_heads WHERE chain_key = ANY($1)',
-      [keys],
+    const { low, high } = range[0]!;
+    const { rows: pending } = await tx.query<{ chain_key: string; events: number; digests: Uint8Array }>(
+      `SELECT coalesce(e.practice_id::text, 'system') AS chain_key, count(*)::int AS events,
+              string_agg(${EVENT_DIGEST}, ''::bytea ORDER BY e.id) AS digests
+         FROM audit_events e
+        WHERE e.xact_id >= $1::xid8 AND e.xact_id < $2::xid8
+        GROUP BY 1`,
+      [low, high],
     );
-    const heads = new Map(headRows.map((head) => [head.chain_key, { seq: head.seq, hash: head.hash }]));
-    const ids: number[] = [];
-    const seqs: number[] = [];
-    const prevs: string[] = [];
-    const hashes: string[] = [];
-    for (const row of rows) {
-      const key = chainKeyOf(row);
-      const head = heads.get(key) ?? { seq: 0, hash: GENESIS };
+    if (pending.length === 0) return 0;
+    const { rows: headRows } = await tx.query<{ chain_key: string; seq: number; hash: string; xact_to: string }>(
+      `SELECT DISTINCT ON (chain_key) chain_key, seq, hash, xact_to::text AS xact_to
+         FROM audit_seals WHERE chain_key = ANY($1) ORDER BY chain_key, seq DESC`,
+      [pending.map((chain) => chain.chain_key)],
+    );
+    const heads = new Map<string, ChainHead>(headRows.map((head) => [head.chain_key, { seq: Number(head.seq), hash: head.hash, xactTo: head.xact_to }]));
+    let sealed = 0;
+    for (const chain of pending) {
+      const head = heads.get(chain.chain_key) ?? { seq: 0, hash: GENESIS, xactTo: '0' };
       const seq = head.seq + 1;
-      const hash = chainHash(head.hash, seq, row);
-      ids.push(row.id);
-      seqs.push(seq);
-      prevs.push(head.hash);
-      hashes.push(hash);
-      heads.set(key, { seq, hash });
-    }
-    await tx.query(
-      `UPDATE audit_events AS e SET chain_seq = s.seq, prev_hash = s.prev, hash = s.hash
-         FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[]) AS s(id, seq, prev, hash)
-        WHERE e.id = s.id`,
-      [ids, seqs, prevs, hashes],
-    );
-    for (const [key, head] of heads) {
+      const digests = bytes(chain.digests);
       await tx.query(
-        `INSERT INTO audit_chain_heads (chain_key, seq, hash) VALUES ($1, $2, $3)
-         ON CONFLICT (chain_key) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash`,
-        [key, head.seq, head.hash],
+        `INSERT INTO audit_seals (chain_key, seq, xact_from, xact_to, event_count, event_digests, prev_hash, hash)
+         VALUES ($1, $2, $3::xid8, $4::xid8, $5, $6, $7, $8)`,
+        [chain.chain_key, seq, head.xactTo, high, chain.events, digests, head.hash, sealHash(head.hash, seq, head.xactTo, high, digests)],
       );
+      sealed += chain.events;
     }
-    return rows.length;
+    return sealed;
   });
+}
+
+/** Where the practice's seals end: its events of transactions below this are sealed. */
+export async function sealedThrough(db: Database, practiceId: string | null): Promise<string> {
+  const { rows } = await withSystem(db, (tx) =>
+    tx.query<{ xact_to: string }>("SELECT coalesce(max(xact_to), '0')::text AS xact_to FROM audit_seals WHERE chain_key = $1", [practiceId ?? 'system']),
+  );
+  return rows[0]!.xact_to;
 }
 
 export interface ChainVerification {
   ok: boolean;
+  /** Events whose digest was recomputed and found as sealed. */
   checked: number;
-  /** The first event whose hash does not follow from its content and predecessor. */
+  /** The first event that no longer matches its seal (altered, or next to one removed or added). */
   brokenAt: number | null;
 }
 
-/** Recomputes one practice's chain (or the system chain for null) from its first event. */
+/**
+ * Recomputes one practice's chain (or the system chain for null): every seal's hash from its
+ * predecessor, every covered event's digest, and that the seals leave no gap.
+ */
 export async function verifyAuditChain(db: Database, practiceId: string | null): Promise<ChainVerification> {
   return withSystem(db, async (tx) => {
-    const { rows } = await tx.query<AuditRow>(
-      `SELECT ${CONTENT_COLUMNS}, chain_seq, prev_hash, hash FROM audit_events
-        WHERE practice_id IS NOT DISTINCT FROM $1 AND hash IS NOT NULL ORDER BY chain_seq`,
-      [practiceId],
+    const { rows: seals } = await tx.query<{ seq: number; xact_from: string; xact_to: string; event_digests: Uint8Array; prev_hash: string; hash: string }>(
+      `SELECT seq, xact_from::text AS xact_from, xact_to::text AS xact_to, event_digests, prev_hash, hash
+         FROM audit_seals WHERE chain_key = $1 ORDER BY seq`,
+      [practiceId ?? 'system'],
     );
-    let prev = GENESIS;
-    let expectedSeq = 1;
-    for (const row of rows) {
-      if (row.chain_seq !== expectedSeq || row.prev_hash !== prev || row.hash !== chainHash(prev, expectedSeq, row)) {
-        return { ok: false, checked: expectedSeq - 1, brokenAt: row.id };
+    const { rows: events } = await tx.query<{ id: number; xact_id: string; digest: Uint8Array }>(
+      `SELECT e.id, e.xact_id::text AS xact_id, ${EVENT_DIGEST} AS digest
+         FROM audit_events e
+        WHERE e.practice_id IS NOT DISTINCT FROM $1::uuid AND e.xact_id < $2::xid8
+        ORDER BY e.xact_id, e.id`,
+      [practiceId, seals.at(-1)?.xact_to ?? '0'],
+    );
+    let prev = { hash: GENESIS, xactTo: '0' };
+    let next = 0; // index into events, which are in seal order
+    for (const [index, seal] of seals.entries()) {
+      const digests = bytes(seal.event_digests);
+      const recomputed = sealHash(seal.prev_hash, Number(seal.seq), seal.xact_from, seal.xact_to, digests);
+      const linked = Number(seal.seq) === index + 1 && seal.prev_hash === prev.hash && seal.xact_from === prev.xactTo;
+      let end = next;
+      while (end < events.length && BigInt(events[end]!.xact_id) < BigInt(seal.xact_to)) end++;
+      // A seal hashes its events in id order.
+      const covered = events.slice(next, end).sort((a, b) => a.id - b.id);
+      for (let i = 0; i < Math.max(covered.length, digests.length / DIGEST_BYTES); i++) {
+        const stored = digests.subarray(i * DIGEST_BYTES, (i + 1) * DIGEST_BYTES);
+        const event = covered[i];
+        if (event === undefined || !bytes(event.digest).equals(stored)) {
+          return { ok: false, checked: next + i, brokenAt: (event ?? covered.at(-1) ?? events[next - 1])?.id ?? null };
+        }
       }
-      prev = row.hash;
-      expectedSeq += 1;
+      if (!linked || recomputed !== seal.hash) return { ok: false, checked: next, brokenAt: covered[0]?.id ?? null };
+      next += covered.length;
+      prev = { hash: seal.hash, xactTo: seal.xact_to };
     }
-    return { ok: true, checked: rows.length, brokenAt: null };
+    return { ok: true, checked: next, brokenAt: null };
   });
-}
-
-/**
- * Seals batch after batch until nothing is left (bounded per call), so a sustained load of more
- * than one batch of events per interval can't build an ever-growing unsealed backlog.
- */
-export async function sealBacklog(db: Database, batch = 1000, maxBatches = 50): Promise<number> {
-  let total = 0;
-  for (let i = 0; i < maxBatches; i++) {
-    const sealed = await sealAuditEvents(db, batch);
-    total += sealed;
-    if (sealed < batch) break;
-  }
-  return total;
 }
 
 /** Seals on an interval until stopped; stopping seals what is left. Errors are logged, never
@@ -307,7 +298,7 @@ export function startAuditSealer(
 ): () => Promise<void> {
   let inFlight: Promise<void> | null = null;
   const sealOnce = (): Promise<void> =>
-    (inFlight ??= sealBacklog(db)
+    (inFlight ??= sealAuditEvents(db)
       .then(
         () => undefined,
         (error: unknown) => log.error({ err: error }, 'audit sealing failed'),

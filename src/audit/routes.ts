@@ -6,7 +6,7 @@ import { auditActor, principalOf } from '../auth/guard.js';
 import { withPractice } from '../db/scope.js';
 import { errorResponses } from '../http/openapi.js';
 import { PageQuery, paginated, pagination } from '../http/pagination.js';
-import { recordAudit, requestOrigin, sealAuditEvents, verifyAuditChain } from './audit.js';
+import { recordAudit, requestOrigin, sealAuditEvents, sealedThrough, verifyAuditChain } from './audit.js';
 
 const AuditEventSchema = Type.Object(
   {
@@ -110,14 +110,15 @@ export async function auditRoutes(app: FastifyInstance): Promise<void> {
         AND ($3::text IS NULL OR outcome = $3) AND ($4::text IS NULL OR actor_id = $4)
         AND ($5::text IS NULL OR resource_type = $5) AND ($6::text IS NULL OR $6 = ANY (resource_ids))
         AND ($7::timestamptz IS NULL OR occurred_at >= $7) AND ($8::timestamptz IS NULL OR occurred_at < $8)`;
+      const sealedBelow = await sealedThrough(app.db, principal.practiceId);
       return withPractice(app.db, principal.practiceId, async (tx) => {
         const { rows } = await tx.query<Row>(
           `SELECT id, occurred_at, actor_type, actor_id, action, resource_type, resource_ids, outcome, ip,
-                  user_agent, request_id, correlation_id, details, hash IS NOT NULL AS sealed,
+                  user_agent, request_id, correlation_id, details, xact_id < $11::xid8 AS sealed,
                   count(*) OVER ()::int AS total
              FROM audit_events WHERE ${where}
             ORDER BY occurred_at DESC, id DESC LIMIT $9 OFFSET $10`,
-          [...params, query.limit, (query.page - 1) * query.limit],
+          [...params, query.limit, (query.page - 1) * query.limit, sealedBelow],
         );
         const total =
           rows[0]?.total ??
@@ -161,7 +162,8 @@ export async function auditRoutes(app: FastifyInstance): Promise<void> {
       schema: {
         tags: ['Meta'],
         summary: 'Verify the practice’s audit hash chain',
-        description: 'Seals pending events, then recomputes every hash of the practice’s chain from the first event.',
+        description:
+          'Seals the events of finished transactions, then recomputes the practice’s chain: every seal’s hash from its predecessor and every sealed event’s digest. `brokenAt` names the first event that no longer matches (altered, or next to one removed or added).',
         response: {
           200: Type.Object({ ok: Type.Boolean(), checked: Type.Integer(), brokenAt: Type.Union([Type.Integer(), Type.Null()]) }),
           ...errorResponses(401, 403),

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { AuditWriter, recordAudit, sealAuditEvents, sealBacklog, verifyAuditChain } from '../../src/audit/audit.js';
+import { AuditWriter, recordAudit, sealAuditEvents, sealedThrough, verifyAuditChain } from '../../src/audit/audit.js';
 import { withPractice, withSystem } from '../../src/db/scope.js';
 import { databaseTargets, migratedDatabase } from '../helpers/databases.js';
 
@@ -36,23 +36,62 @@ for (const target of databaseTargets()) {
       assert.equal(rows.length, 0);
     });
 
+    /** Seals until `expected` events are sealed: on a shared server another client's transaction
+     *  can hold the horizon back for a moment. */
+    async function sealUntil(expected: number): Promise<number> {
+      let sealed = 0;
+      for (let attempt = 0; attempt < 100 && sealed < expected; attempt++) {
+        sealed += await sealAuditEvents(db);
+        if (sealed < expected) await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      return sealed;
+    }
+
+    const isSealed = async (action: string) => {
+      const horizon = await sealedThrough(db, practiceId);
+      const { rows } = await withSystem(db, (tx) =>
+        tx.query<{ sealed: boolean }>('SELECT xact_id < $2::xid8 AS sealed FROM audit_events WHERE action = $1', [action, horizon]),
+      );
+      return rows.map((row) => row.sealed);
+    };
+
     test('sealed events form a verifiable hash chain per practice', async () => {
       for (const action of ['patient.read', 'patient.list', 'auth.login']) {
         await withPractice(db, practiceId, (tx) => recordAudit(tx, event(action)));
       }
       await withSystem(db, (tx) => recordAudit(tx, { ...event('auth.login_failed'), practiceId: null, outcome: 'failure' }));
-      assert.equal(await sealAuditEvents(db), 4);
+      assert.equal(await sealUntil(4), 4);
       assert.equal(await sealAuditEvents(db), 0);
       assert.deepEqual(await verifyAuditChain(db, practiceId), { ok: true, checked: 3, brokenAt: null });
       assert.deepEqual(await verifyAuditChain(db, null), { ok: true, checked: 1, brokenAt: null });
       await withPractice(db, practiceId, (tx) => recordAudit(tx, event('patient.read')));
-      await sealAuditEvents(db);
-      assert.equal((await verifyAuditChain(db, practiceId)).checked, 4);
+      assert.equal(await sealUntil(1), 1);
+      assert.deepEqual(await verifyAuditChain(db, practiceId), { ok: true, checked: 4, brokenAt: null });
+      const { rows } = await withSystem(db, (tx) => tx.query<{ seq: number }>('SELECT seq FROM audit_seals WHERE chain_key = $1 ORDER BY seq', [practiceId]));
+      assert.deepEqual(rows.map((row) => Number(row.seq)), [1, 2]);
     });
 
-    test('a backlog larger than one batch is sealed in one pass', async () => {
-      for (let i = 0; i < 7; i++) await withPractice(db, practiceId, (tx) => recordAudit(tx, event('patient.read')));
-      assert.equal(await sealBacklog(db, 3), 7);
+    test('an event of a transaction still running stays unsealed, with every later one, until it ends', { skip: target.kind === 'pglite' && 'one connection: no concurrent transaction' }, async () => {
+      let release!: () => void;
+      const held = new Promise<void>((resolve) => (release = resolve));
+      let inserted!: () => void;
+      const written = new Promise<void>((resolve) => (inserted = resolve));
+      const open = withPractice(db, practiceId, async (tx) => {
+        await recordAudit(tx, event('held.open'));
+        inserted();
+        await held;
+      });
+      await written;
+      await withPractice(db, practiceId, (tx) => recordAudit(tx, event('held.after')));
+      await sealAuditEvents(db);
+      assert.deepEqual(await isSealed('held.after'), [false]);
+      release();
+      await open;
+      for (let attempt = 0; attempt < 100 && (await isSealed('held.after'))[0] !== true; attempt++) {
+        await sealAuditEvents(db);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      assert.deepEqual([...(await isSealed('held.open')), ...(await isSealed('held.after'))], [true, true]);
       assert.equal((await verifyAuditChain(db, practiceId)).ok, true);
     });
 
@@ -112,6 +151,28 @@ for (const target of databaseTargets()) {
       const result = await verifyAuditChain(db, practiceId);
       assert.equal(result.ok, false);
       assert.equal(result.brokenAt, tampered);
+    });
+
+    test('an event deleted behind the trigger’s back breaks verification next to the gap', async () => {
+      const other = await migratedDatabase(target);
+      const practice = await withSystem(other, async (tx) =>
+        (await tx.query<{ id: string }>("INSERT INTO practices (name) VALUES ('Gap Spa') RETURNING id")).rows[0]!.id,
+      );
+      for (const action of ['a', 'b', 'c']) await withPractice(other, practice, (tx) => recordAudit(tx, { ...event(action), practiceId: practice }));
+      for (let attempt = 0; attempt < 100 && (await verifyAuditChain(other, practice)).checked < 3; attempt++) {
+        await sealAuditEvents(other);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      assert.deepEqual(await verifyAuditChain(other, practice), { ok: true, checked: 3, brokenAt: null });
+      const { rows } = await withSystem(other, (tx) => tx.query<{ id: number }>('SELECT id FROM audit_events WHERE practice_id = $1 ORDER BY id', [practice]));
+      await other.transaction(async (tx) => {
+        await tx.query('ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_update');
+        await tx.query('DELETE FROM audit_events WHERE id = $1', [rows[1]!.id]);
+        await tx.query('ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_update');
+      });
+      const result = await verifyAuditChain(other, practice);
+      assert.equal(result.ok, false);
+      assert.equal(result.brokenAt, rows[2]!.id);
     });
   });
 }

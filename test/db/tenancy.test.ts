@@ -70,7 +70,7 @@ for (const target of databaseTargets()) {
         /permission denied/,
       );
       await assert.rejects(
-        withPractice(db, practiceA, (tx) => tx.query('SELECT * FROM audit_chain_heads')),
+        withPractice(db, practiceA, (tx) => tx.query('SELECT * FROM audit_seals')),
         /permission denied/,
       );
     });
