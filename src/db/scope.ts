@@ -1,4 +1,4 @@
-// Units of work. Request handlers reach the database only through these two functions, so the
+// Units of work. Request handlers reach the database only through the functions here, so the
 // practice filter and the role that row-level security keys on are never forgotten.
 import type { Database, Queryable, ScopeStatement } from './database.js';
 
@@ -16,7 +16,7 @@ export async function withPractice<T>(db: Database, practiceId: string, work: (t
  */
 export async function readInPractice<T>(db: Database, practiceId: string, statement: { sql: string; params: unknown[] }) {
   assertUuid(practiceId);
-  return db.scopedStatement<T>(PRACTICE_SCOPE(practiceId), statement.sql, statement.params);
+  return db.scopedStatement<T>(practiceScopeStatement(practiceId), statement.sql, statement.params);
 }
 
 /** One statement on the cross-practice path (the audit writer's batches), as its own transaction. */
@@ -26,7 +26,7 @@ export async function statementAsSystem<T>(db: Database, statement: { sql: strin
 
 // set_config(…, true) is SET LOCAL as a function, so it can take a parameter and be prepared. The
 // WHERE clause is false but needs the values, so both calls run and the statement returns no row.
-const PRACTICE_SCOPE = (practiceId: string): ScopeStatement => ({
+const practiceScopeStatement = (practiceId: string): ScopeStatement => ({
   sql: `SELECT FROM (SELECT set_config('role', 'medspa_app', true) AS r, set_config('app.practice_id', $1, true) AS p) AS s
          WHERE s.r IS NULL OR s.p IS NULL`,
   params: [practiceId],
@@ -50,8 +50,8 @@ function practiceScope(practiceId: string): string {
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
- * The cross-practice path (login by email, first start, audit sealing and batches). Rare on purpose:
- * grep for withSystem to review every place that can see more than one practice.
+ * The cross-practice path (login by email, first start, audit sealing). Rare on purpose: grep for
+ * withSystem and statementAsSystem to review every place that can see more than one practice.
  */
 export function withSystem<T>(db: Database, work: (tx: Queryable) => Promise<T>): Promise<T> {
   return db.transaction(work, 'SET LOCAL ROLE medspa_system');

@@ -1,6 +1,8 @@
 // /v1/patients (blueprint 1.3). Every handler works inside one practice-scoped transaction
 // (withPractice) and writes its audit event in that same transaction, so a read or change of a
-// patient is never without its record and a rolled-back change leaves no event claiming it.
+// patient is never without its record and a rolled-back change leaves no event claiming it. The
+// list, the hot path, reads in one round trip (readInPractice) and answers only once its event is
+// committed by the audit writer.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { recordAudit, requestOrigin, type AuditEvent } from '../audit/audit.js';
