@@ -1,7 +1,7 @@
 // Every request gets a fresh requestId (never taken from the client, so it always names exactly
 // one request in the log) and a correlationId that a caller may supply to tie several requests
 // of one operation together. Both go back in headers and in every error body.
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
 declare module 'fastify' {
@@ -13,14 +13,29 @@ declare module 'fastify' {
 
 const CORRELATION_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
+// Two ids per request: drawn from a pool of random bytes refilled 4 KiB at a time, one call into
+// the CSPRNG per ~170 ids instead of one per id. Every byte is used once.
+const ID_BYTES = 12;
+const randomPool = Buffer.alloc(4096);
+let poolOffset = randomPool.length;
+
+function randomHex(): string {
+  if (poolOffset + ID_BYTES > randomPool.length) {
+    randomFillSync(randomPool);
+    poolOffset = 0;
+  }
+  poolOffset += ID_BYTES;
+  return randomPool.toString('hex', poolOffset - ID_BYTES, poolOffset);
+}
+
 export function newRequestId(): string {
-  return `req_${randomBytes(12).toString('hex')}`;
+  return `req_${randomHex()}`;
 }
 
 function correlationIdFor(request: FastifyRequest): string {
   const supplied = request.headers['x-correlation-id'];
   if (typeof supplied === 'string' && CORRELATION_ID.test(supplied)) return supplied;
-  return `corr_${randomBytes(12).toString('hex')}`;
+  return `corr_${randomHex()}`;
 }
 
 /** Sets the ids on the request and the reply; also used for errors raised before any hook ran. */

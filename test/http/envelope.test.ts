@@ -5,6 +5,7 @@ import { after, describe, test } from 'node:test';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { Type } from 'typebox';
 import { AppError } from '../../src/http/errors.js';
+import { newRequestId } from '../../src/http/request-context.js';
 import { openPglite } from '../../src/db/database.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 
@@ -68,6 +69,12 @@ describe('error envelope', () => {
     assert.notEqual(first.headers['x-request-id'], second.headers['x-request-id']);
     assert.equal(first.headers['x-correlation-id'], 'checkout-42');
     assert.match(String(second.headers['x-correlation-id']), /^corr_/);
+  });
+
+  test('request ids stay unique and well formed across refills of their random pool', () => {
+    const ids = Array.from({ length: 2_000 }, () => newRequestId());
+    assert.equal(new Set(ids).size, ids.length);
+    for (const id of ids) assert.match(id, /^req_[0-9a-f]{24}$/);
   });
 
   test('a client cannot choose its request id', async () => {
