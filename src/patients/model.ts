@@ -33,9 +33,10 @@ export interface PatientRecord {
   notes: string | null;
   /** Identifiers in other systems (loyalty programs, a previous EHR), by system name. */
   externalIds: Record<string, string>;
-  createdAt: Date;
-  updatedAt: Date;
-  deletedAt: Date | null;
+  /** ISO 8601 in UTC with milliseconds, e.g. "2026-03-08T15:04:05.123Z". */
+  createdAt: string;
+  updatedAt: string;
+  deletedAt: string | null;
 }
 
 /** What a create or update may set: the record without the fields the server owns. */

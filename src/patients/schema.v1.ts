@@ -204,9 +204,9 @@ export function toPatientV1(record: PatientRecord): PatientV1 {
     status: record.status,
     notes: record.notes,
     externalIds: record.externalIds,
-    createdAt: record.createdAt.toISOString(),
-    updatedAt: record.updatedAt.toISOString(),
-    deletedAt: record.deletedAt === null ? null : record.deletedAt.toISOString(),
+    createdAt: record.createdAt,
+    updatedAt: record.updatedAt,
+    deletedAt: record.deletedAt,
   };
 }
 

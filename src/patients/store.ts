@@ -15,13 +15,21 @@ export interface PatientRow {
   status: PatientStatus;
   notes: string | null;
   external_ids: Record<string, string>;
-  created_at: Date;
-  updated_at: Date;
-  deleted_at: Date | null;
+  created_at: string;
+  updated_at: string;
+  deleted_at: string | null;
 }
 
+/**
+ * A timestamp as the API writes it (ISO 8601, UTC, milliseconds), formatted by PostgreSQL: a page
+ * of 20 patients has 60 of them, and parsing each into a Date only to print it again was a tenth
+ * of the list's time in Node. Truncates to the millisecond, as a Date would.
+ */
+const isoUtc = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+
 const COLUMNS = `p.id, p.first_name, p.last_name, p.date_of_birth, p.email, p.phone_number, p.gender, p.address,
-  p.status, p.notes, p.external_ids, p.created_at, p.updated_at, p.deleted_at`;
+  p.status, p.notes, p.external_ids, ${isoUtc('p.created_at')} AS created_at, ${isoUtc('p.updated_at')} AS updated_at,
+  ${isoUtc('p.deleted_at')} AS deleted_at`;
 
 function toRecord(row: PatientRow): PatientRecord {
   return {
@@ -36,9 +44,9 @@ function toRecord(row: PatientRow): PatientRecord {
     status: row.status,
     notes: row.notes,
     externalIds: row.external_ids,
-    createdAt: new Date(row.created_at),
-    updatedAt: new Date(row.updated_at),
-    deletedAt: row.deleted_at === null ? null : new Date(row.deleted_at),
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    deletedAt: row.deleted_at,
   };
 }
 

@@ -33,6 +33,18 @@ for (const target of databaseTargets()) {
         assert.ok(Date.parse(body.createdAt));
       });
 
+      test('timestamps are ISO 8601 in UTC with milliseconds, the stored instant truncated to the millisecond', async () => {
+        const body = (await createPatient(app, admin)) as { id: string; createdAt: string; updatedAt: string };
+        const iso = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+        assert.match(body.createdAt, iso);
+        assert.match(body.updatedAt, iso);
+        const { rows } = await withSystem(db, (tx) =>
+          tx.query<{ micros: string }>(`SELECT (extract(epoch FROM created_at) * 1000000)::bigint::text AS micros FROM patients WHERE id = $1`, [body.id]),
+        );
+        const stored = BigInt(rows[0]!.micros);
+        assert.equal(BigInt(Date.parse(body.createdAt)) * 1000n, stored - (stored % 1000n));
+      });
+
       test('normalises email to lower case and phone to E.164, and keeps every field', async () => {
         const body = await createPatient(app, admin, {
           firstName: '  Zoë ',
@@ -312,7 +324,7 @@ for (const target of databaseTargets()) {
         const response = await app.inject({ method: 'DELETE', url, headers: admin });
         assert.equal(response.statusCode, 200, response.body);
         assert.equal(response.json().status, 'INACTIVE');
-        assert.ok(Date.parse(response.json().deletedAt));
+        assert.match(response.json().deletedAt, /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
         const read = await app.inject({ url, headers: admin });
         assert.equal(read.statusCode, 200);
         assert.equal(read.json().status, 'INACTIVE');
