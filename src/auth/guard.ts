@@ -6,7 +6,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Database } from '../db/database.js';
 import { withSystem } from '../db/scope.js';
 import { AppError, forbidden, unauthorized } from '../http/errors.js';
-import { JwtError, verifyAccessToken, type JwtSecret } from './jwt.js';
+import { AccessTokenVerifier, JwtError, type JwtSecret } from './jwt.js';
 import { hasPermission, type Role } from './rbac.js';
 import type { RevocationStore } from './revocation.js';
 import { hashToken, isApiKeyFormat } from './tokens.js';
@@ -55,10 +55,10 @@ export function auditActor(principal: Principal) {
   };
 }
 
-async function principalFromBearer(token: string, options: GuardOptions): Promise<Principal> {
+async function principalFromBearer(token: string, verifier: AccessTokenVerifier, options: GuardOptions): Promise<Principal> {
   let claims;
   try {
-    claims = verifyAccessToken(token, { keys: options.keys, issuer: options.issuer, audience: options.audience });
+    claims = verifier.verify(token);
   } catch (error) {
     if (error instanceof JwtError) {
       throw unauthorized(error.reason === 'expired' ? 'Access token expired' : 'Invalid access token');
@@ -104,13 +104,13 @@ async function principalFromApiKey(key: string, db: Database): Promise<Principal
   };
 }
 
-export async function authenticate(request: FastifyRequest, options: GuardOptions): Promise<Principal | null> {
+async function authenticate(request: FastifyRequest, verifier: AccessTokenVerifier, options: GuardOptions): Promise<Principal | null> {
   const authorization = request.headers.authorization;
   const apiKey = request.headers['x-api-key'];
   if (typeof authorization === 'string' && authorization !== '') {
     const match = /^Bearer ([A-Za-z0-9_.-]+)$/.exec(authorization);
     if (match === null) throw unauthorized('Authorization must be "Bearer <access token>"');
-    return principalFromBearer(match[1]!, options);
+    return principalFromBearer(match[1]!, verifier, options);
   }
   if (typeof apiKey === 'string' && apiKey !== '') return principalFromApiKey(apiKey, options.db);
   return null;
@@ -118,12 +118,13 @@ export async function authenticate(request: FastifyRequest, options: GuardOption
 
 export function registerAuthGuard(app: FastifyInstance, options: GuardOptions): void {
   app.decorateRequest('principal', null);
+  const verifier = new AccessTokenVerifier({ keys: options.keys, issuer: options.issuer, audience: options.audience });
   app.addHook('onRequest', async (request, reply) => {
     const url = request.routeOptions.url;
     if (url === undefined || !VERSIONED.test(url)) return; // root routes: health, docs, versions
     const config = request.routeOptions.config;
     if (config.public) return;
-    const principal = await authenticate(request, options);
+    const principal = await authenticate(request, verifier, options);
     if (principal === null) {
       reply.header('www-authenticate', 'Bearer');
       throw unauthorized('Authentication required: send "Authorization: Bearer <token>" or "X-API-Key"');

@@ -227,9 +227,56 @@ export function verifyAccessToken(token: string, options: VerifyAccessTokenOptio
   if (problem) throw new JwtError('claims', problem);
   const claims = payload as unknown as AccessTokenClaims;
 
+  assertCurrent(claims, options);
+  return claims;
+}
+
+function assertCurrent(claims: AccessTokenClaims, options: Pick<VerifyAccessTokenOptions, 'now' | 'clockSkewSeconds'>): void {
   const now = Math.floor((options.now ?? Date.now()) / 1000);
   const skew = options.clockSkewSeconds ?? 30;
   if (now >= claims.exp + skew) throw new JwtError('expired', 'token has expired');
   if (claims.iat > now + skew) throw new JwtError('not_yet_valid', 'token issued in the future');
-  return claims;
+}
+
+/**
+ * verifyAccessToken with a memory of the tokens that passed, by their exact text. A client sends
+ * the same token on every request of its lifetime, and verifying it again (two base64 decodes, an
+ * HMAC, two JSON parses, the claim checks) was the largest part of authenticating a request.
+ *
+ * Only tokens that passed every check are remembered, so nothing an attacker sends can enter or
+ * evict without a valid signature; a token that differs by one character is a different key and
+ * is verified in full. Expiry is checked on every use; revocation stays the caller's step, as for
+ * verifyAccessToken. The claims are frozen: every request holding them shares one object.
+ */
+export class AccessTokenVerifier {
+  private readonly verified = new Map<string, AccessTokenClaims>();
+
+  constructor(
+    private readonly options: Omit<VerifyAccessTokenOptions, 'now'>,
+    private readonly capacity = 10_000,
+  ) {}
+
+  verify(token: string, now: number = Date.now()): AccessTokenClaims {
+    const known = this.verified.get(token);
+    if (known !== undefined) {
+      try {
+        assertCurrent(known, { now, clockSkewSeconds: this.options.clockSkewSeconds });
+      } catch (error) {
+        this.verified.delete(token);
+        throw error;
+      }
+      return known;
+    }
+    const claims = verifyAccessToken(token, { ...this.options, now });
+    Object.freeze(claims.permissions);
+    Object.freeze(claims);
+    // Oldest first out: a Map iterates in insertion order.
+    if (this.verified.size >= this.capacity) this.verified.delete(this.verified.keys().next().value!);
+    this.verified.set(token, claims);
+    return claims;
+  }
+
+  get size(): number {
+    return this.verified.size;
+  }
 }

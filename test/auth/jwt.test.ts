@@ -2,6 +2,7 @@ import { createHmac, generateKeyPairSync, randomBytes, sign as rsaSign } from 'n
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
+  AccessTokenVerifier,
   JwtError,
   keyIdFor,
   signAccessToken,
@@ -268,5 +269,51 @@ describe('verifyAccessToken refuses forgeries', () => {
   test('a signed but non-JSON payload is malformed', () => {
     const input = `${b64(goodHeader())}.${b64('not json')}`;
     assertRefused(`${input}.${hs('sha256', SECRET, input)}`, 'malformed');
+  });
+});
+
+describe('AccessTokenVerifier (remembers tokens that passed)', () => {
+  const { now: _now, ...options } = verifyOptions;
+  const refusal = (reason: JwtErrorReason) => (error: unknown) => error instanceof JwtError && error.reason === reason;
+
+  test('returns the same claims as verifyAccessToken, frozen so no request can change them for the next', () => {
+    const verifier = new AccessTokenVerifier(options);
+    const { token, claims } = signAccessToken(subject, signOptions);
+    const first = verifier.verify(token, NOW);
+    assert.deepEqual(first, claims);
+    assert.equal(verifier.verify(token, NOW), first);
+    assert.ok(Object.isFrozen(first) && Object.isFrozen(first.permissions));
+  });
+
+  test('refuses a remembered token once it has expired', () => {
+    const verifier = new AccessTokenVerifier(options);
+    const { token } = signAccessToken(subject, signOptions);
+    verifier.verify(token, NOW);
+    assert.throws(() => verifier.verify(token, NOW + 900_000 + 30_000), refusal('expired'));
+    assert.equal(verifier.size, 0, 'an expired token is forgotten');
+  });
+
+  test('refuses a forgery one character away from a remembered token (the whole text is the key)', () => {
+    const verifier = new AccessTokenVerifier(options);
+    const { token } = signAccessToken(subject, signOptions);
+    verifier.verify(token, NOW);
+    const [header, payload, signature] = token.split('.') as [string, string, string];
+    const escalated = b64({ ...JSON.parse(Buffer.from(payload, 'base64url').toString()), role: 'ADMIN' });
+    assert.throws(() => verifier.verify(`${header}.${escalated}.${signature}`, NOW), refusal('signature'));
+    const flipped = signature.slice(0, 10) + (signature[10] === 'A' ? 'B' : 'A') + signature.slice(11);
+    assert.throws(() => verifier.verify(`${header}.${payload}.${flipped}`, NOW), refusal('signature'));
+  });
+
+  test('a flood of forged tokens never enters the memory; valid ones stay within its capacity', () => {
+    const verifier = new AccessTokenVerifier(options, 3);
+    for (let i = 0; i < 50; i += 1) {
+      assert.throws(() => verifier.verify(forge(goodHeader(), { ...goodClaims(), jti: `f-${i}` }, 'attacker-key-of-at-least-32-bytes-xxxxxxx'), NOW));
+    }
+    assert.equal(verifier.size, 0);
+    const tokens = Array.from({ length: 5 }, (_, i) => signAccessToken(subject, { ...signOptions, jti: `j-${i}` }).token);
+    for (const token of tokens) verifier.verify(token, NOW);
+    assert.equal(verifier.size, 3);
+    // The oldest were dropped, and are verified again in full when they come back.
+    assert.ok(verifier.verify(tokens[0]!, NOW));
   });
 });
