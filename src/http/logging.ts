@@ -61,7 +61,7 @@ export function registerRequestLogging(app: FastifyInstance): void {
   // is redacted, so the pass could never change it: it is written by a child logger without one.
   // Everything else a request logs goes through request.log, redaction included.
   const requestLines = app.log.child({}, { redact: { paths: [] } });
-  app.addHook('onResponse', async (request, reply) => {
+  app.addHook('onResponse', (request, reply, done) => {
     const durationMs = Number(process.hrtime.bigint() - request.startedAt) / 1e6;
     requestLines.info(
       {
@@ -74,5 +74,6 @@ export function registerRequestLogging(app: FastifyInstance): void {
       } satisfies Record<(typeof REQUEST_LINE_FIELDS)[number], unknown>,
       'request completed',
     );
+    done();
   });
 }

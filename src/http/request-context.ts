@@ -49,5 +49,10 @@ export function establishRequestContext(request: FastifyRequest, reply: FastifyR
 export function registerRequestContext(app: FastifyInstance): void {
   app.decorateRequest('correlationId', '');
   app.decorateRequest('startedAt', 0n);
-  app.addHook('onRequest', async (request, reply) => establishRequestContext(request, reply));
+  // Hooks that never wait are written with `done` here and in the other http/ hooks: an async hook
+  // costs a promise and two microtask turns per request, for nothing.
+  app.addHook('onRequest', (request, reply, done) => {
+    establishRequestContext(request, reply);
+    done();
+  });
 }

@@ -207,13 +207,13 @@ export async function registerSecurity(app: FastifyInstance, config: Config): Pr
     });
   }
 
-  app.addHook('onSend', async (request, reply, payload) => {
+  app.addHook('onSend', (request, reply, payload, done) => {
     if (isDocs(request)) {
       docsHeaders(reply, payload);
     } else if (!reply.hasHeader('cache-control')) {
       reply.header('cache-control', 'no-store');
     }
-    return payload;
+    done(null, payload);
   });
 
   // The deadline: started before anything else a request waits for (rate-limit store, guard,
@@ -240,12 +240,18 @@ export async function registerSecurity(app: FastifyInstance, config: Config): Pr
     }
     done();
   });
-  const clear = async (request: FastifyRequest) => {
+  const clear = (request: FastifyRequest) => {
     if (request.deadlineTimer !== null) {
       clearTimeout(request.deadlineTimer);
       request.deadlineTimer = null;
     }
   };
-  app.addHook('onResponse', clear);
-  app.addHook('onRequestAbort', clear);
+  app.addHook('onResponse', (request, _reply, done) => {
+    clear(request);
+    done();
+  });
+  app.addHook('onRequestAbort', (request, done) => {
+    clear(request);
+    done();
+  });
 }

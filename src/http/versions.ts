@@ -67,10 +67,10 @@ export const VersionList = Type.Object({
 
 export function registerVersionHeaders(app: FastifyInstance, config: Config, now: () => number = Date.now): void {
   const versions = versionRegistry(config);
-  app.addHook('onRequest', async (request, reply) => {
+  app.addHook('onRequest', (request, reply, done) => {
     const prefix = /^\/(v\d+)(?:\/|$|\?)/.exec(request.url)?.[1];
     const version = versions.find((v) => v.version === prefix);
-    if (version === undefined) return;
+    if (version === undefined) return done();
     // RFC 9745 allows a future date: clients learn of a planned deprecation before it happens.
     if (version.deprecationDate !== null) {
       reply.header('deprecation', deprecationHeader(version.deprecationDate));
@@ -79,13 +79,12 @@ export function registerVersionHeaders(app: FastifyInstance, config: Config, now
     if (version.sunsetDate !== null) {
       reply.header('sunset', sunsetHeader(version.sunsetDate));
       if (now() >= startOfDayUtc(version.sunsetDate)) {
-        throw new AppError(
-          'GONE',
-          410,
-          `API ${version.version} was retired on ${version.sunsetDate}; see ${MIGRATION_GUIDE_PATH}`,
+        return done(
+          new AppError('GONE', 410, `API ${version.version} was retired on ${version.sunsetDate}; see ${MIGRATION_GUIDE_PATH}`),
         );
       }
     }
+    done();
   });
 }
 
