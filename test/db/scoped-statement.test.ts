@@ -49,12 +49,13 @@ for (const target of databaseTargets()) {
       // Several plain queries, so whichever pooled connection served the read is among them.
       const after = await Promise.all(
         Array.from({ length: 8 }, () =>
-          db.query<{ practice: string | null; scoped: boolean }>(
-            "SELECT nullif(current_setting('app.practice_id', true), '') AS practice, current_user IN ('medspa_app', 'medspa_system') AS scoped",
+          db.query<{ practice: string | null; scoped: boolean; plans: string }>(
+            `SELECT nullif(current_setting('app.practice_id', true), '') AS practice, current_user IN ('medspa_app', 'medspa_system') AS scoped,
+                    current_setting('plan_cache_mode') AS plans`,
           ),
         ),
       );
-      for (const { rows } of after) assert.deepEqual(rows, [{ practice: null, scoped: false }]);
+      for (const { rows } of after) assert.deepEqual(rows, [{ practice: null, scoped: false, plans: 'auto' }]);
     });
 
     test('a failing statement rolls back, and the connection and statement work again afterwards', async () => {
@@ -81,6 +82,22 @@ for (const target of databaseTargets()) {
     test('the system scope sees every practice', async () => {
       const { rows } = await statementAsSystem<{ n: number; role: string }>(db, countAll);
       assert.deepEqual(rows, [{ n: 8, role: 'medspa_system' }]);
+    });
+
+    test('a read is planned once per connection, not on every execution', { skip: target.kind === 'pglite' && 'PGlite runs it as a plain transaction, no prepared statement' }, async () => {
+      // LIMIT $1 is what made PostgreSQL plan afresh each time: a generic plan's estimate for it
+      // never beats the custom plan's. The statement reads its own planning counters.
+      const probe = {
+        sql: `SELECT generic_plans::int AS generic, custom_plans::int AS custom FROM pg_prepared_statements
+               WHERE statement LIKE '%/* plan probe */%' LIMIT $1`,
+        params: [20],
+      };
+      for (let i = 0; i < 30; i++) {
+        const { rows } = await readInPractice<{ generic: number; custom: number }>(db, practiceA, probe);
+        assert.equal(rows.length, 1);
+        assert.equal(rows[0]!.custom, 0, `execution ${i} was planned for its parameters`);
+        assert.ok(rows[0]!.generic >= 1);
+      }
     });
 
     test('a practice id that is not a UUID is refused before any SQL is sent', async () => {
