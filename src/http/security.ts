@@ -2,10 +2,11 @@
 // against slow clients, a per-request deadline, optional native TLS and HSTS when serving it.
 //
 // - Headers: helmet's set on every response, computed once at start (it depends on nothing in the
-//   request; building it per request cost more than the rest of the header work). API responses get a CSP that allows nothing
-//   (`default-src 'none'`): they are JSON, never rendered. /docs (the Scalar reference) gets a
-//   CSP that allows exactly its own bundle, the SHA-256 hash of its inline start-up script,
-//   inline styles (Scalar injects CSS at runtime) and fetches to this origin.
+//   request; building it per request cost more than the rest of the header work). API responses
+//   get a CSP that allows nothing (`default-src 'none'`): they are JSON, never rendered. /docs
+//   (the Scalar reference) gets a CSP that allows exactly its own bundle, the SHA-256 hash of its
+//   inline start-up script, inline styles (Scalar injects CSS at runtime) and fetches to this
+//   origin.
 // - HSTS only on responses that travelled over HTTPS: natively (TLS_CERT_FILE) or, behind a
 //   TRUST_PROXY, with X-Forwarded-Proto: https from that proxy. HSTS over plain HTTP is ignored by
 //   browsers and would only mislead.
@@ -44,7 +45,7 @@ const HELMET_OPTIONS: HelmetOptions = {
 };
 
 /** The headers helmet sets for these options, recorded by running its middleware once. */
-export function helmetHeaders(options: HelmetOptions): Readonly<Record<string, string>> {
+function helmetHeaders(options: HelmetOptions): Readonly<Record<string, string>> {
   const headers: Record<string, string> = {};
   const recorder = {
     setHeader(name: string, value: string | number) {
