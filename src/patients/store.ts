@@ -1,6 +1,7 @@
 // Patient SQL. Every function takes a practice-scoped transaction (withPractice) and also filters
 // on practice_id itself: row-level security is the safety net, the filter is what the planner uses.
 import type { Queryable } from '../db/database.js';
+import { isoFromUtcText, utcText } from '../db/timestamps.js';
 import type { Address, DuplicateKey, PatientFields, PatientRecord, PatientStatus } from './model.js';
 
 export interface PatientRow {
@@ -15,21 +16,15 @@ export interface PatientRow {
   status: PatientStatus;
   notes: string | null;
   external_ids: Record<string, string>;
+  /** utcText (db/timestamps.ts). */
   created_at: string;
   updated_at: string;
   deleted_at: string | null;
 }
 
-/**
- * A timestamp as the API writes it (ISO 8601, UTC, milliseconds), formatted by PostgreSQL: a page
- * of 20 patients has 60 of them, and parsing each into a Date only to print it again was a tenth
- * of the list's time in Node. Truncates to the millisecond, as a Date would.
- */
-const isoUtc = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
-
 const COLUMNS = `p.id, p.first_name, p.last_name, p.date_of_birth, p.email, p.phone_number, p.gender, p.address,
-  p.status, p.notes, p.external_ids, ${isoUtc('p.created_at')} AS created_at, ${isoUtc('p.updated_at')} AS updated_at,
-  ${isoUtc('p.deleted_at')} AS deleted_at`;
+  p.status, p.notes, p.external_ids, ${utcText('p.created_at')} AS created_at, ${utcText('p.updated_at')} AS updated_at,
+  ${utcText('p.deleted_at')} AS deleted_at`;
 
 function toRecord(row: PatientRow): PatientRecord {
   return {
@@ -44,9 +39,9 @@ function toRecord(row: PatientRow): PatientRecord {
     status: row.status,
     notes: row.notes,
     externalIds: row.external_ids,
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
-    deletedAt: row.deleted_at,
+    createdAt: isoFromUtcText(row.created_at),
+    updatedAt: isoFromUtcText(row.updated_at),
+    deletedAt: row.deleted_at === null ? null : isoFromUtcText(row.deleted_at),
   };
 }
 
