@@ -1,8 +1,8 @@
-// /v1/patients (blueprint 1.3). Every handler works inside one practice-scoped transaction
-// (withPractice) and writes its audit event in that same transaction, so a read or change of a
-// patient is never without its record and a rolled-back change leaves no event claiming it. The
-// list, the hot path, reads in one round trip (readInPractice) and answers only once its event is
-// committed by the audit writer.
+// /v1/patients (blueprint 1.3). Every change works inside one practice-scoped transaction
+// (withPractice) and writes its audit event in that same transaction, so a change of a patient is
+// never without its record and a rolled-back change leaves no event claiming it. Reads (the list,
+// one patient) are one round trip each (readInPractice) and answer only once their event is
+// committed by the audit writer, so no patient data leaves without a durable record either.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { recordAudit, requestOrigin, type AuditEvent } from '../audit/audit.js';
@@ -31,6 +31,8 @@ import {
   deactivatePatient,
   findDuplicate,
   findPatient,
+  findPatientStatement,
+  patientFromRows,
   insertPatient,
   listPatientsResult,
   listPatientsStatement,
@@ -127,16 +129,17 @@ export async function listPatientPage(db: Database, request: FastifyRequest, opt
   return { records, pagination: { page, limit, total, totalPages: Math.ceil(total / limit) } };
 }
 
-/** One patient of the practice, or a 404 (also for a malformed id or another practice's). */
+/**
+ * One patient of the practice, or a 404 (also for a malformed id or another practice's). Like the
+ * list: one round trip, and the answer waits for its audit event's commit.
+ */
 export async function readPatient(db: Database, request: FastifyRequest, patientId: string): Promise<PatientRecord> {
   const audit = auditBase(request);
   assertPatientId(patientId);
-  const patient = await withPractice(db, audit.practiceId, async (tx) => {
-    const found = await findPatient(tx, audit.practiceId, patientId);
-    // A miss is recorded too: probing for other practices' ids should show in the log.
-    await recordAudit(tx, { ...audit, action: 'patient.read', outcome: found ? 'success' : 'failure', resourceIds: [patientId] });
-    return found;
-  });
+  const { rows } = await readInPractice<PatientRow>(db, audit.practiceId, findPatientStatement(audit.practiceId, patientId));
+  const patient = patientFromRows(rows);
+  // A miss is recorded too: probing for other practices' ids should show in the log.
+  await request.server.auditWriter.record({ ...audit, action: 'patient.read', outcome: patient ? 'success' : 'failure', resourceIds: [patientId] });
   if (patient === null) throw notFound('Patient');
   return patient;
 }

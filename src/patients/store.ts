@@ -83,12 +83,18 @@ export async function insertPatient(
   return toRecord(rows[0]!);
 }
 
-export async function findPatient(tx: Queryable, practiceId: string, id: string): Promise<PatientRecord | null> {
-  const { rows } = await tx.query<PatientRow>(`SELECT ${COLUMNS} FROM patients p WHERE p.practice_id = $1 AND p.id = $2`, [
-    practiceId,
-    id,
-  ]);
+/** One patient by id, as a statement (readInPractice) or in a transaction (findPatient). */
+export function findPatientStatement(practiceId: string, id: string): { sql: string; params: unknown[] } {
+  return { sql: `SELECT ${COLUMNS} FROM patients p WHERE p.practice_id = $1 AND p.id = $2`, params: [practiceId, id] };
+}
+
+export function patientFromRows(rows: PatientRow[]): PatientRecord | null {
   return rows[0] === undefined ? null : toRecord(rows[0]);
+}
+
+export async function findPatient(tx: Queryable, practiceId: string, id: string): Promise<PatientRecord | null> {
+  const { sql, params } = findPatientStatement(practiceId, id);
+  return patientFromRows((await tx.query<PatientRow>(sql, params)).rows);
 }
 
 export interface Duplicate {

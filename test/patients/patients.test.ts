@@ -414,6 +414,34 @@ for (const target of databaseTargets()) {
         }
       });
 
+      test('a patient is never returned when the read’s audit event cannot be written', async () => {
+        const created = await createPatient(app, admin, newPatient({ lastName: 'Unaudited' }));
+        // The audit writer's role loses its right to insert (this test database only).
+        await db.exec('REVOKE INSERT ON audit_events FROM medspa_system');
+        let response;
+        try {
+          response = await app.inject({ url: `/v1/patients/${created.id}`, headers: admin });
+        } finally {
+          await db.exec('GRANT INSERT ON audit_events TO medspa_system');
+        }
+        assert.equal(response.statusCode, 500);
+        assert.equal(errorOf(response).code, 'INTERNAL_ERROR');
+        assert.doesNotMatch(response.body, /Unaudited/);
+        assert.equal((await auditEventsFor(db, String(response.headers['x-request-id']))).length, 0);
+        assert.equal((await app.inject({ url: `/v1/patients/${created.id}`, headers: admin })).statusCode, 200);
+      });
+
+      test('a read of another practice’s patient is recorded as a failure naming the id asked for', async () => {
+        const other = await createPatient(app, practiceB.users.ADMIN.headers);
+        const response = await app.inject({ url: `/v1/patients/${other.id}`, headers: admin });
+        assert.equal(response.statusCode, 404);
+        const events = await auditEventsFor(db, String(response.headers['x-request-id']));
+        assert.deepEqual(
+          events.map((event) => [event.action, event.outcome, event.resource_ids]),
+          [['patient.read', 'failure', [other.id]]],
+        );
+      });
+
       test('a list read records exactly the ids it returned, not the search text', async () => {
         await createPatient(app, admin, newPatient({ lastName: 'Listedname' }));
         const response = await app.inject({ url: '/v1/patients?q=listedname&limit=5', headers: admin });
