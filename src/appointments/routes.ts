@@ -104,6 +104,7 @@ async function audit(
   action: string,
   ids: string[],
   details: Record<string, unknown> = {},
+  outcome: 'success' | 'failure' = 'success',
 ) {
   await recordAudit(tx, {
     ...requestOrigin(request),
@@ -113,7 +114,7 @@ async function audit(
     action,
     resourceType: 'appointment',
     resourceIds: ids,
-    outcome: 'success',
+    outcome,
     details,
   });
 }
@@ -273,7 +274,8 @@ export async function appointmentRoutes(fastify: FastifyInstance): Promise<void>
       if (!isUuid(appointmentId)) throw notFound('Appointment');
       const row = await withPractice(db, principal.practiceId, async (tx) => {
         const found = await getAppointment(tx, appointmentId);
-        if (found !== undefined) await audit(tx, request, principal, 'appointment.read', [found.id]);
+        // A miss is recorded too: probing for other practices' ids should show in the log.
+        await audit(tx, request, principal, 'appointment.read', [appointmentId], {}, found === undefined ? 'failure' : 'success');
         return found;
       });
       if (row === undefined) throw notFound('Appointment');

@@ -180,6 +180,14 @@ for (const target of databaseTargets()) {
         assert.equal(change.statusCode, 404);
         const list = await app.inject({ url: '/v1/appointments?startDate=2027-05-08&endDate=2027-05-08', headers: b.users.ADMIN.headers });
         assert.equal((list.json() as { data: unknown[] }).data.length, 0);
+        // The probe shows in B's audit log, as a failed read of the id it asked for.
+        const probes = await withPractice(db, b.id, (tx) =>
+          tx.query<{ outcome: string; actor_id: string }>(
+            "SELECT outcome, actor_id FROM audit_events WHERE action = 'appointment.read' AND $1 = ANY(resource_ids)",
+            [mine.id],
+          ),
+        );
+        assert.deepEqual(probes.rows, [{ outcome: 'failure', actor_id: b.users.ADMIN.id }]);
       });
 
       test('a malformed id is 404, not 400 or 500', async () => {
