@@ -28,6 +28,24 @@ export const APPOINTMENT_COLUMNS = `id, patient_id, practitioner_id, service_id,
 
 const iso = (value: Date) => new Date(value).toISOString();
 
+/** Advisory-lock class of booking turns ("BOOK"), apart from the sealer's and migrations' locks. */
+export const BOOKING_LOCK_CLASS = 0x424f4f4b;
+
+/**
+ * Bookings of one practice take turns: every transaction that claims a slot (a booking, a
+ * reschedule) takes this lock as its first statement. Without it, two bookings whose new rows
+ * overlap each wait in the exclusion check for the other's uncommitted row; PostgreSQL aborts one
+ * as a deadlock after deadlock_timeout (1 s, several rounds with more contenders), and the
+ * survivor may not have committed yet, so the loser can't be told which appointment holds the
+ * slot. Taking turns, the next booking's pre-check sees the previous one committed and names it.
+ * The exclusion constraints still decide what is stored; the lock only orders the contenders, and
+ * different practices never wait for each other (bar a hash collision, which only costs a wait).
+ * Taken first, before any row lock, so it cannot be part of a deadlock.
+ */
+export async function takeBookingTurn(tx: Queryable, practiceId: string): Promise<void> {
+  await tx.query('SELECT pg_advisory_xact_lock($1, hashtext($2)) AS locked', [BOOKING_LOCK_CLASS, practiceId]);
+}
+
 /** Field order follows the response schema, so a stored idempotent replay is byte-identical. */
 export function toAppointment(row: AppointmentRow): Appointment {
   return {

@@ -19,6 +19,7 @@ import {
   patientProblem,
   practitionerProblem,
   serviceFacts,
+  takeBookingTurn,
   toAppointment,
   APPOINTMENT_COLUMNS,
   type AppointmentRow,
@@ -48,6 +49,8 @@ import {
 // Losing a race for a slot surfaces two ways: the exclusion constraint fires (23P01), or two
 // inserts each wait on the other's uncommitted overlapping row and PostgreSQL aborts one of them
 // as a deadlock (40P01). Either way the other booking holds the slot: the answer is the conflict.
+// Bookings take turns (takeBookingTurn), so neither should happen between two requests of this
+// API; both stay handled for writers that don't take turns.
 const LOST_SLOT_RACE = new Set(['23P01', '40P01']);
 
 const isLostSlotRace = (error: unknown) => LOST_SLOT_RACE.has((error as { code?: string } | null)?.code ?? '');
@@ -149,6 +152,7 @@ export async function appointmentRoutes(fastify: FastifyInstance): Promise<void>
       let slot: SlotRequest | null = null;
       try {
         const row = await withPractice(db, principal.practiceId, async (tx) => {
+          await takeBookingTurn(tx, principal.practiceId);
           const problems: Problem[] = [];
           const patient = await patientProblem(tx, body.patientId);
           if (patient) problems.push(patient);
@@ -326,6 +330,7 @@ export async function appointmentRoutes(fastify: FastifyInstance): Promise<void>
       let slot: SlotRequest | null = null;
       try {
         const row = await withPractice(db, principal.practiceId, async (tx) => {
+          if (rescheduling) await takeBookingTurn(tx, principal.practiceId);
           const current = await lockAppointment(tx, appointmentId);
           if (current === undefined) throw notFound('Appointment');
           const from = current.status;

@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import type { FastifyInstance } from 'fastify';
+import { BOOKING_LOCK_CLASS } from '../../src/appointments/repository.js';
 import { openPostgres } from '../../src/db/database.js';
 import { startTestApp } from '../helpers/app.js';
 import { databaseTargets, migratedDatabase } from '../helpers/databases.js';
@@ -75,6 +76,42 @@ for (const target of databaseTargets()) {
     });
 
     if (target.kind === 'postgres') {
+      test('bookings of a practice take turns; another practice never waits for them', async () => {
+        const other = await createTestPractice(app, 'Quiet Spa');
+        const otherService = await createService(app, other.users.MANAGER.headers, { durationMinutes: 30 });
+        const [patientId] = await insertPatients(db, practice.id, 1);
+        const [otherPatientId] = await insertPatients(db, other.id, 1);
+        // Another transaction holds this practice's booking turn until released.
+        let release!: () => void;
+        const released = new Promise<void>((resolve) => (release = resolve));
+        let taken!: () => void;
+        const turnTaken = new Promise<void>((resolve) => (taken = resolve));
+        const holder = db.transaction(async (tx) => {
+          await tx.query('SELECT pg_advisory_xact_lock($1, hashtext($2)) AS locked', [BOOKING_LOCK_CLASS, practice.id]);
+          taken();
+          await released;
+        });
+        await turnTaken;
+        let settled = false;
+        const waiting = book(app, headers, { patientId: patientId!, practitionerId: practice.users.PRACTITIONER.id, serviceId: service.id, startTime: '2027-08-06T15:00:00Z' });
+        void waiting.then(() => (settled = true));
+        try {
+          const elsewhere = await book(app, other.users.STAFF.headers, {
+            patientId: otherPatientId!,
+            practitionerId: other.users.PRACTITIONER.id,
+            serviceId: otherService.id,
+            startTime: '2027-08-06T15:00:00Z',
+          });
+          assert.equal(elsewhere.statusCode, 201, elsewhere.body);
+          await new Promise((resolve) => setTimeout(resolve, 300));
+          assert.equal(settled, false, 'the booking waits for its turn');
+        } finally {
+          release();
+          await holder;
+        }
+        assert.equal((await waiting).statusCode, 201);
+      });
+
       test('50 simultaneous bookings split across two server instances on one database: exactly one 201', async () => {
         const { rows } = await db.query<{ schema: string }>('SELECT current_schema() AS schema');
         const second = await openPostgres({
