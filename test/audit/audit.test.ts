@@ -67,8 +67,12 @@ for (const target of databaseTargets()) {
       await withPractice(db, practiceId, (tx) => recordAudit(tx, event('patient.read')));
       assert.equal(await sealUntil(1), 1);
       assert.deepEqual(await verifyAuditChain(db, practiceId), { ok: true, checked: 4, brokenAt: null });
+      // One seal per sealing run that found events: at least one for each phase above, more when a
+      // transaction elsewhere on the server held the horizon back mid-phase. Numbered 1..n.
       const { rows } = await withSystem(db, (tx) => tx.query<{ seq: number }>('SELECT seq FROM audit_seals WHERE chain_key = $1 ORDER BY seq', [practiceId]));
-      assert.deepEqual(rows.map((row) => Number(row.seq)), [1, 2]);
+      const seqs = rows.map((row) => Number(row.seq));
+      assert.ok(seqs.length >= 2, `seals: ${seqs.join(',')}`);
+      assert.deepEqual(seqs, Array.from({ length: seqs.length }, (_, i) => i + 1));
     });
 
     test('an event of a transaction still running stays unsealed, with every later one, until it ends', { skip: target.kind === 'pglite' && 'one connection: no concurrent transaction' }, async () => {
