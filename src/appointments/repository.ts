@@ -1,6 +1,7 @@
-// The SQL of appointments. Every function takes a practice-scoped transaction (withPractice), so
-// row-level security already limits it to the caller's practice; the explicit filters are there
-// for the planner and for readability.
+// The SQL of appointments. Every function takes a practice-scoped transaction (withPractice) or
+// returns a statement for readInPractice (the hot reads), so row-level security already limits it
+// to the caller's practice; the explicit practice filters are there for the planner and for
+// readability.
 import type { Queryable } from '../db/database.js';
 import type { ErrorDetail } from '../http/errors.js';
 import { MAX_APPOINTMENT_MS, type AppointmentStatus } from './rules.js';
@@ -184,9 +185,9 @@ export async function lockAppointment(tx: Queryable, id: string): Promise<Appoin
   return rows[0];
 }
 
-export async function getAppointment(tx: Queryable, id: string): Promise<AppointmentRow | undefined> {
-  const { rows } = await tx.query<AppointmentRow>(`SELECT ${APPOINTMENT_COLUMNS} FROM appointments WHERE id = $1`, [id]);
-  return rows[0];
+/** One appointment by id, as a statement for readInPractice: the hot read path. */
+export function findAppointmentStatement(practiceId: string, id: string): { sql: string; params: unknown[] } {
+  return { sql: `SELECT ${APPOINTMENT_COLUMNS} FROM appointments WHERE practice_id = $1 AND id = $2`, params: [practiceId, id] };
 }
 
 export interface ListFilters {
@@ -201,51 +202,58 @@ export interface ListFilters {
 }
 
 /**
- * [startDate 00:00, endDate + 1 day 00:00) in the practice's time zone, as instants. PostgreSQL
- * computes them ((date)::timestamp AT TIME ZONE tz) and knows every daylight-saving rule: a day is
- * 23 or 25 hours long when the clocks change, and nothing shifts. They are computed in a query of
- * their own and passed on as plain timestamptz values, because under row-level security an
- * expression calling timezone() (not leakproof) could not be used as an index condition.
+ * The list's filters as conditions on `alias`, their values appended to `params` ($1 is the
+ * practice). Only the filters given appear, so a statement has one good plan whatever its values:
+ * readInPractice runs it with a generic plan.
+ *
+ * startDate and endDate become [startDate 00:00, endDate + 1 day 00:00) in the practice's time
+ * zone. PostgreSQL turns the dates into instants ((date)::timestamp AT TIME ZONE tz) and knows every
+ * daylight-saving rule: a day is 23 or 25 hours long when the clocks change, and nothing shifts.
+ * Each bound is an uncorrelated subquery, computed once before the scan: the condition is then a
+ * plain timestamptz comparison, which row-level security lets the index use (an expression
+ * calling timezone() on the row's side would not be leakproof).
  */
-export async function dayBounds(
-  tx: Queryable,
-  practiceId: string,
-  startDate: string | null,
-  endDate: string | null,
-): Promise<{ from: Date | null; until: Date | null }> {
-  const { rows } = await tx.query<{ from_ts: Date | null; until_ts: Date | null }>(
-    `SELECT ($2::date::timestamp AT TIME ZONE time_zone) AS from_ts,
-            (($3::date + 1)::timestamp AT TIME ZONE time_zone) AS until_ts
-       FROM practices WHERE id = $1`,
-    [practiceId, startDate, endDate],
-  );
-  const row = rows[0];
-  return { from: row?.from_ts ?? null, until: row?.until_ts ?? null };
+function listConditions(alias: string, filters: ListFilters, params: unknown[]): string {
+  const conditions = [`${alias}.practice_id = $1`];
+  const bind = (value: unknown) => `$${params.push(value)}`;
+  if (filters.startDate !== null) {
+    conditions.push(`${alias}.start_time >= (SELECT ${bind(filters.startDate)}::date::timestamp AT TIME ZONE pr.time_zone FROM practices pr WHERE pr.id = $1)`);
+  }
+  if (filters.endDate !== null) {
+    conditions.push(`${alias}.start_time < (SELECT (${bind(filters.endDate)}::date + 1)::timestamp AT TIME ZONE pr.time_zone FROM practices pr WHERE pr.id = $1)`);
+  }
+  if (filters.status !== null) conditions.push(`${alias}.status = ${bind(filters.status)}::text`);
+  if (filters.practitionerId !== null) conditions.push(`${alias}.practitioner_id = ${bind(filters.practitionerId)}::uuid`);
+  if (filters.patientId !== null) conditions.push(`${alias}.patient_id = ${bind(filters.patientId)}::uuid`);
+  return conditions.join(' AND ');
 }
 
-/** Appointments starting within the calendar days [startDate, endDate] of the practice. */
-export async function listAppointments(tx: Queryable, filters: ListFilters): Promise<{ rows: AppointmentRow[]; total: number }> {
-  const { from, until } = await dayBounds(tx, filters.practiceId, filters.startDate, filters.endDate);
-  const params = [
-    filters.practiceId,
-    from === null ? null : new Date(from).toISOString(),
-    until === null ? null : new Date(until).toISOString(),
-    filters.status,
-    filters.practitionerId,
-    filters.patientId,
-  ];
-  const where = `
-     WHERE a.practice_id = $1
-       AND ($2::timestamptz IS NULL OR a.start_time >= $2::timestamptz)
-       AND ($3::timestamptz IS NULL OR a.start_time < $3::timestamptz)
-       AND ($4::text IS NULL OR a.status = $4::text)
-       AND ($5::uuid IS NULL OR a.practitioner_id = $5::uuid)
-       AND ($6::uuid IS NULL OR a.patient_id = $6::uuid)`;
-  const count = await tx.query<{ n: number }>(`SELECT count(*)::int AS n FROM appointments a ${where}`, params);
-  const columns = APPOINTMENT_COLUMNS.split(',').map((c) => `a.${c.trim()}`).join(', ');
-  const { rows } = await tx.query<AppointmentRow>(
-    `SELECT ${columns} FROM appointments a ${where} ORDER BY a.start_time, a.id LIMIT $7 OFFSET $8`,
-    [...params, filters.limit, filters.offset],
-  );
-  return { rows, total: count.rows[0]?.n ?? 0 };
+const columnsOf = (alias: string) => APPOINTMENT_COLUMNS.split(',').map((column) => `${alias}.${column.trim()}`).join(', ');
+
+/**
+ * Appointments starting within the calendar days [startDate, endDate] of the practice, one page,
+ * sorted by start time, with the exact total: one statement. The total comes from a count joined
+ * to the page, so it arrives even when the page is empty (one row of nulls but the total).
+ */
+export function listAppointmentsStatement(filters: ListFilters): { sql: string; params: unknown[] } {
+  const params: unknown[] = [filters.practiceId];
+  const where = listConditions('a', filters, params);
+  const limit = `$${params.push(filters.limit)}`;
+  const offset = `$${params.push(filters.offset)}`;
+  return {
+    sql: `SELECT t.total, ${columnsOf('page')}
+            FROM (SELECT count(*)::int AS total FROM appointments a WHERE ${where}) AS t
+            LEFT JOIN (SELECT ${columnsOf('a')}
+                         FROM appointments a WHERE ${where}
+                        ORDER BY a.start_time, a.id LIMIT ${limit} OFFSET ${offset}) AS page ON true
+           ORDER BY page.start_time, page.id`,
+    params,
+  };
+}
+
+/** A row of listAppointmentsStatement: the page's columns are null when the page is empty. */
+export type AppointmentListRow = { total: number } & (AppointmentRow | { [column in keyof AppointmentRow]: null });
+
+export function appointmentListResult(rows: AppointmentListRow[]): { rows: AppointmentRow[]; total: number } {
+  return { rows: rows.filter((row): row is AppointmentRow & { total: number } => row.id !== null), total: Number(rows[0]?.total ?? 0) };
 }

@@ -3,18 +3,18 @@
 // pre-check in front of them only exists so the 409 can name the appointment in the way.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { recordAudit, requestOrigin } from '../audit/audit.js';
+import { recordAudit, requestOrigin, type AuditEvent } from '../audit/audit.js';
 import { principalOf, type Principal } from '../auth/guard.js';
-import type { Queryable } from '../db/database.js';
-import { withPractice } from '../db/scope.js';
+import { readInPractice, withPractice } from '../db/scope.js';
 import { AppError, notFound, validationError, type ErrorDetail } from '../http/errors.js';
 import { completeIdempotentRequest, IdempotencyKeyHeaders } from '../http/idempotency.js';
 import { errorResponses } from '../http/openapi.js';
 import { isUuid, pagination } from '../http/pagination.js';
 import {
+  appointmentListResult,
+  findAppointmentStatement,
   findConflict,
-  getAppointment,
-  listAppointments,
+  listAppointmentsStatement,
   lockAppointment,
   patientProblem,
   practitionerProblem,
@@ -22,6 +22,7 @@ import {
   takeBookingTurn,
   toAppointment,
   APPOINTMENT_COLUMNS,
+  type AppointmentListRow,
   type AppointmentRow,
   type Conflict,
   type Problem,
@@ -100,16 +101,16 @@ function instantOrThrow(value: string, field: string): Date {
   return parsed;
 }
 
-async function audit(
-  tx: Queryable,
+/** An appointment event: a change's goes into its transaction (recordAudit), a read's to app.auditWriter. */
+function auditEvent(
   request: FastifyRequest,
   principal: Principal,
   action: string,
   ids: string[],
   details: Record<string, unknown> = {},
   outcome: 'success' | 'failure' = 'success',
-) {
-  await recordAudit(tx, {
+): AuditEvent {
+  return {
     ...requestOrigin(request),
     practiceId: principal.practiceId,
     actorType: principal.kind,
@@ -119,7 +120,7 @@ async function audit(
     resourceIds: ids,
     outcome,
     details,
-  });
+  };
 }
 
 export async function appointmentRoutes(fastify: FastifyInstance): Promise<void> {
@@ -188,10 +189,10 @@ export async function appointmentRoutes(fastify: FastifyInstance): Promise<void>
             ],
           );
           const created = rows[0]!;
-          await audit(tx, request, principal, 'appointment.create', [created.id], {
+          await recordAudit(tx, auditEvent(request, principal, 'appointment.create', [created.id], {
             patientId: created.patient_id,
             practitionerId: created.practitioner_id,
-          });
+          }));
           // The stored response commits with the appointment: a retry can never book twice.
           await completeIdempotentRequest(tx, request, 201, toAppointment(created), {
             location: `/v1/appointments/${created.id}`,
@@ -228,34 +229,33 @@ export async function appointmentRoutes(fastify: FastifyInstance): Promise<void>
       if (query.startDate !== undefined && query.endDate !== undefined && query.endDate < query.startDate) {
         throw validationError([{ field: 'endDate', message: 'must not be before startDate' }]);
       }
-      return withPractice(db, principal.practiceId, async (tx) => {
-        const { rows, total } = await listAppointments(tx, {
-          practiceId: principal.practiceId,
-          startDate: query.startDate ?? null,
-          endDate: query.endDate ?? null,
-          status: query.status ?? null,
-          practitionerId: query.practitionerId ?? null,
-          patientId: query.patientId ?? null,
-          limit: query.limit,
-          offset: (query.page - 1) * query.limit,
-        });
-        const ids = rows.map((row) => row.id);
-        await audit(tx, request, principal, 'appointment.list', ids, {
-          filters: {
-            startDate: query.startDate,
-            endDate: query.endDate,
-            status: query.status,
-            practitionerId: query.practitionerId,
-            patientId: query.patientId,
-          },
-          page: query.page,
-          total,
-        });
-        return {
-          data: rows.map(toAppointment),
-          pagination: pagination(query.page, query.limit, total),
-        };
+      const statement = listAppointmentsStatement({
+        practiceId: principal.practiceId,
+        startDate: query.startDate ?? null,
+        endDate: query.endDate ?? null,
+        status: query.status ?? null,
+        practitionerId: query.practitionerId ?? null,
+        patientId: query.patientId ?? null,
+        limit: query.limit,
+        offset: (query.page - 1) * query.limit,
       });
+      const { rows, total } = appointmentListResult((await readInPractice<AppointmentListRow>(db, principal.practiceId, statement)).rows);
+      // Committed (group-committed with other reads) before the page leaves.
+      await app.auditWriter.record(auditEvent(request, principal, 'appointment.list', rows.map((row) => row.id), {
+        filters: {
+          startDate: query.startDate,
+          endDate: query.endDate,
+          status: query.status,
+          practitionerId: query.practitionerId,
+          patientId: query.patientId,
+        },
+        page: query.page,
+        total,
+      }));
+      return {
+        data: rows.map(toAppointment),
+        pagination: pagination(query.page, query.limit, total),
+      };
     },
   );
 
@@ -276,12 +276,10 @@ export async function appointmentRoutes(fastify: FastifyInstance): Promise<void>
       const principal = principalOf(request);
       const { appointmentId } = request.params;
       if (!isUuid(appointmentId)) throw notFound('Appointment');
-      const row = await withPractice(db, principal.practiceId, async (tx) => {
-        const found = await getAppointment(tx, appointmentId);
-        // A miss is recorded too: probing for other practices' ids should show in the log.
-        await audit(tx, request, principal, 'appointment.read', [appointmentId], {}, found === undefined ? 'failure' : 'success');
-        return found;
-      });
+      const { rows } = await readInPractice<AppointmentRow>(db, principal.practiceId, findAppointmentStatement(principal.practiceId, appointmentId));
+      const row = rows[0];
+      // A miss is recorded too: probing for other practices' ids should show in the log.
+      await app.auditWriter.record(auditEvent(request, principal, 'appointment.read', [appointmentId], {}, row === undefined ? 'failure' : 'success'));
       if (row === undefined) throw notFound('Appointment');
       return toAppointment(row);
     },
@@ -358,11 +356,11 @@ export async function appointmentRoutes(fastify: FastifyInstance): Promise<void>
               [appointmentId, to, notes, body.cancellationReason?.trim() ?? null],
             );
             const updated = rows[0]!;
-            await audit(tx, request, principal, to === 'CANCELLED' ? 'appointment.cancel' : 'appointment.status', [updated.id], {
+            await recordAudit(tx, auditEvent(request, principal, to === 'CANCELLED' ? 'appointment.cancel' : 'appointment.status', [updated.id], {
               from,
               to,
               notesChanged: body.notes !== undefined,
-            });
+            }));
             return updated;
           }
 
@@ -400,12 +398,12 @@ export async function appointmentRoutes(fastify: FastifyInstance): Promise<void>
               [appointmentId, start.toISOString(), end.toISOString(), practitionerId, room, notes, status],
             );
             const updated = rows[0]!;
-            await audit(tx, request, principal, 'appointment.reschedule', [updated.id], {
+            await recordAudit(tx, auditEvent(request, principal, 'appointment.reschedule', [updated.id], {
               from: { startTime: oldStart.toISOString(), endTime: oldEnd.toISOString(), practitionerId: current.practitioner_id, room: current.room },
               to: { startTime: start.toISOString(), endTime: end.toISOString(), practitionerId, room },
               status: { from, to: status },
               notesChanged: body.notes !== undefined,
-            });
+            }));
             return updated;
           }
 
@@ -415,7 +413,7 @@ export async function appointmentRoutes(fastify: FastifyInstance): Promise<void>
             [appointmentId, notes],
           );
           const updated = rows[0]!;
-          await audit(tx, request, principal, 'appointment.update', [updated.id], { fields: ['notes'] });
+          await recordAudit(tx, auditEvent(request, principal, 'appointment.update', [updated.id], { fields: ['notes'] }));
           return updated;
         });
         return toAppointment(row);

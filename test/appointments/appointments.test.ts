@@ -2,7 +2,8 @@
 // calendar lists across daylight-saving changes, and practice isolation, on every database.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { withPractice } from '../../src/db/scope.js';
+import { listAppointmentsStatement } from '../../src/appointments/repository.js';
+import { withPractice, withSystem } from '../../src/db/scope.js';
 import { startTestApp } from '../helpers/app.js';
 import { databaseTargets, migratedDatabase } from '../helpers/databases.js';
 import { createTestPractice } from '../helpers/identity.js';
@@ -15,6 +16,7 @@ import {
   createService,
   hoursFromNow,
   insertPatient,
+  insertPatients,
   type ErrorBody,
 } from './scheduling-helpers.js';
 
@@ -32,6 +34,15 @@ interface AppointmentBody {
   cancellationReason: string | null;
   cancelledAt: string | null;
 }
+
+interface PlanNode {
+  'Node Type': string;
+  'Relation Name'?: string;
+  'Index Cond'?: string;
+  Plans?: PlanNode[];
+}
+
+const planNodes = (node: PlanNode): PlanNode[] => [node, ...(node.Plans ?? []).flatMap(planNodes)];
 
 for (const target of databaseTargets()) {
   describe(`appointments on ${target.kind}`, async () => {
@@ -429,6 +440,79 @@ for (const target of databaseTargets()) {
         await app.inject({ method: 'PATCH', url: `/v1/appointments/${listed[4]!.id}`, headers: staff, payload: { status: 'CONFIRMED' } });
         const response = await app.inject({ url: `/v1/appointments?status=CONFIRMED&practitionerId=${practitioner2}`, headers: staff });
         assert.deepEqual((response.json() as { data: AppointmentBody[] }).data.map((x) => x.id), [listed[4]!.id]);
+      });
+
+      test('a page past the end is empty and still carries the exact total', async () => {
+        const url = `/v1/appointments?startDate=2027-07-01&endDate=2027-07-01&practitionerId=${practitioner2}&limit=2&page=9`;
+        const body = (await app.inject({ url, headers: staff })).json() as { data: AppointmentBody[]; pagination: Record<string, number> };
+        assert.deepEqual(body.data, []);
+        assert.deepEqual(body.pagination, { page: 9, limit: 2, total: 5, totalPages: 3 });
+      });
+
+      test('no appointment is returned, by list or by id, when the read’s audit event cannot be written', async () => {
+        const lists = "SELECT count(*)::int AS n FROM audit_events WHERE action IN ('appointment.list', 'appointment.read')";
+        const before = await withSystem(db, (tx) => tx.query<{ n: number }>(lists));
+        // The audit writer's role loses its right to insert (this test database only).
+        await db.exec('REVOKE INSERT ON audit_events FROM medspa_system');
+        let responses;
+        try {
+          responses = [
+            await app.inject({ url: `/v1/appointments?practitionerId=${practitioner2}`, headers: staff }),
+            await app.inject({ url: `/v1/appointments/${listed[0]!.id}`, headers: staff }),
+          ];
+        } finally {
+          await db.exec('GRANT INSERT ON audit_events TO medspa_system');
+        }
+        for (const response of responses) {
+          assert.equal(response.statusCode, 500, response.body);
+          assert.equal((response.json() as ErrorBody).error.code, 'INTERNAL_ERROR');
+          assert.ok(!response.body.includes(listed[0]!.id), 'the body names an appointment');
+        }
+        const after = await withSystem(db, (tx) => tx.query<{ n: number }>(lists));
+        assert.equal(after.rows[0]!.n, before.rows[0]!.n);
+        assert.equal((await app.inject({ url: `/v1/appointments/${listed[0]!.id}`, headers: staff })).statusCode, 200);
+      });
+
+      test('a day’s list over a year of appointments reads only that day from the index (generic plan, row-level security on)', async () => {
+        const year = await createTestPractice(app, 'Year Spa', 'America/New_York');
+        const yearService = await createService(app, year.users.MANAGER.headers, { durationMinutes: 45 });
+        const yearPatients = await insertPatients(db, year.id, 8);
+        // 365 days x 8 slots of 45 minutes, one practitioner, each slot its own patient.
+        await withPractice(db, year.id, (tx) =>
+          tx.query(
+            `INSERT INTO appointments (practice_id, patient_id, practitioner_id, service_id, start_time, end_time, status, price_cents)
+             SELECT $1, ($2::uuid[])[s + 1], $3, $4, t, t + interval '45 minutes', 'SCHEDULED', 10000
+               FROM generate_series(0, 364) AS d, generate_series(0, 7) AS s,
+                    LATERAL (SELECT (('2027-01-01'::date + d)::timestamp + interval '9 hours' + s * interval '45 minutes')
+                                    AT TIME ZONE 'America/New_York' AS t) AS slot`,
+            [year.id, yearPatients, year.users.PRACTITIONER.id, yearService.id],
+          ),
+        );
+        await db.exec('ANALYZE appointments');
+        const { sql, params } = listAppointmentsStatement({
+          practiceId: year.id, startDate: '2027-03-14', endDate: '2027-03-14', status: null, practitionerId: null, patientId: null, limit: 20, offset: 0,
+        });
+        const plan = await withPractice(db, year.id, async (tx) => {
+          // As readInPractice runs it: a plan made without the parameters' values.
+          await tx.query("SELECT set_config('plan_cache_mode', 'force_generic_plan', true)");
+          await tx.query(`PREPARE day_list AS ${sql}`);
+          try {
+            const literals = params.map((value) => (typeof value === 'number' ? String(value) : `'${String(value)}'`)).join(', ');
+            const { rows } = await tx.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) EXECUTE day_list(${literals})`);
+            const json = rows[0]!['QUERY PLAN'];
+            return (typeof json === 'string' ? JSON.parse(json) : json) as Array<{ Plan: PlanNode }>;
+          } finally {
+            await tx.query('DEALLOCATE day_list');
+          }
+        });
+        const scans = planNodes(plan[0]!.Plan).filter((node) => node['Relation Name'] === 'appointments');
+        assert.equal(scans.length, 2, 'the count and the page each read appointments once');
+        for (const scan of scans) {
+          assert.notEqual(scan['Node Type'], 'Seq Scan');
+          assert.match(String(scan['Index Cond']), /start_time >= .*start_time < /, `${scan['Node Type']} without the day in its index condition`);
+        }
+        const body = (await app.inject({ url: '/v1/appointments?startDate=2027-03-14&endDate=2027-03-14', headers: year.users.STAFF.headers })).json();
+        assert.equal(body.pagination.total, 8);
       });
 
       test('limit defaults to 20, 101 is 400, endDate before startDate is 400, a bad status is 400', async () => {
