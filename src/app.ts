@@ -20,7 +20,7 @@ import type { Config } from './config.js';
 import { openDatabase, type Database } from './db/database.js';
 import { migrate } from './db/migrate.js';
 import { frameworkError, registerErrorHandling } from './http/error-handler.js';
-import { strictBodyValidators } from './http/validation.js';
+import { acceptOnlyUtf8Json, strictBodyValidators } from './http/validation.js';
 import { registerHealth } from './http/health.js';
 import { registerRateLimits } from './http/rate-limit.js';
 import { registerSecurity, serverOptions } from './http/security.js';
@@ -161,6 +161,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   });
   registerRequestContext(app);
   registerErrorHandling(app);
+  acceptOnlyUtf8Json(app);
   registerRequestLogging(app);
   registerVersionHeaders(app, config, options.now);
   registerHealth(app, PACKAGE_VERSION);

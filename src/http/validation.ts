@@ -1,8 +1,10 @@
 // Request validation: query strings, path parameters and headers arrive as text, so they are
 // coerced ("?page=2" is the number 2); JSON bodies are not, so `"firstName": true` or
 // `["Jane"]` is a 400 instead of being stored as the text "true" or "Jane".
+import { isUtf8 } from 'node:buffer';
 import { AjvCompiler } from '@fastify/ajv-compiler';
-import type { FastifyServerOptions } from 'fastify';
+import type { FastifyInstance, FastifyServerOptions } from 'fastify';
+import { AppError } from './errors.js';
 
 type BuildValidator = NonNullable<
   NonNullable<NonNullable<FastifyServerOptions['schemaController']>['compilersFactory']>['buildValidator']
@@ -16,4 +18,27 @@ export function strictBodyValidators(): BuildValidator {
     const strict = pool(externalSchemas, noCoercion as typeof options);
     return (route) => (route.httpPart === 'body' ? strict : coercing)(route);
   };
+}
+
+const CHARSET = /;\s*charset\s*=\s*"?([^";\s]*)/i;
+
+/**
+ * Request bodies are JSON in UTF-8 (RFC 8259) and nothing else. Fastify's defaults also parse
+ * text/plain, which handed a JSON-looking text/plain body to validation as a string (a 400 that
+ * should be a 415), and decode bytes that are not UTF-8 into U+FFFD, so a Latin-1 "café" was stored
+ * damaged. Here: application/json only, in UTF-8 (no charset parameter, or utf-8), bytes checked
+ * before decoding; the JSON itself is parsed by Fastify's own parser, which refuses prototype
+ * poisoning (__proto__, constructor.prototype) as before. Register before any route.
+ */
+export function acceptOnlyUtf8Json(app: FastifyInstance): void {
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body: Buffer, done) => {
+    const charset = CHARSET.exec(request.headers['content-type'] ?? '')?.[1]?.toLowerCase();
+    if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') {
+      return done(new AppError('UNSUPPORTED_MEDIA_TYPE', 415, 'Unsupported charset: send application/json in UTF-8'), undefined);
+    }
+    if (!isUtf8(body)) return done(new AppError('INVALID_JSON', 400, 'The request body is not valid UTF-8'), undefined);
+    parseJson(request, body.toString('utf8'), done);
+  });
 }

@@ -160,10 +160,10 @@ export function normalisePatient(input: PatientInput, prefix = ''): Normalised {
     }
   }
   if (input.phoneNumber !== undefined) {
-    const raw = trimmedOrNull(input.phoneNumber);
-    if (raw === null) fields.phoneNumber = null;
+    // Like email: null means no number; a blank string is not a number (400), not a quiet null.
+    if (input.phoneNumber === null) fields.phoneNumber = null;
     else {
-      const phone = normalisePhone(raw, phoneCountryFor(input.address));
+      const phone = normalisePhone(input.phoneNumber.trim(), phoneCountryFor(input.address));
       if ('problem' in phone) fail('phoneNumber', phone.problem);
       else fields.phoneNumber = phone.value;
     }

@@ -247,12 +247,12 @@ export function listPatientsStatement(practiceId: string, options: PatientListOp
 
 /** The total alone, for a page past the end (no rows to read it from). */
 export function listPatientsTotalStatement(practiceId: string, options: PatientListOptions): { sql: string; params: unknown[] } {
+  // Without a search the total is the practice's counter, which takes the practice id alone (the
+  // status picks the column): a bind with more values than the statement has is refused.
+  if (!options.q?.trim()) return { sql: `SELECT ${totalColumn(options)} AS total`, params: [practiceId] };
   const params: unknown[] = [practiceId];
   const where = listFilter(options, params);
-  const sql = options.q?.trim()
-    ? `SELECT count(*) AS total FROM patients p WHERE ${where}`
-    : `SELECT ${totalColumn(options)} AS total`;
-  return { sql, params };
+  return { sql: `SELECT count(*) AS total FROM patients p WHERE ${where}`, params };
 }
 
 export function listPatientsResult(rows: Array<PatientRow & { total: number }>): { records: PatientRecord[]; total: number | null } {

@@ -162,6 +162,49 @@ for (const target of databaseTargets()) {
     assert.ok(operations.length >= 25, `only ${operations.length} operations`);
   });
 
+  describe('bodies are JSON in UTF-8, nothing else', () => {
+    const patientsBefore = () => withSystem(db, async (tx) => (await tx.query<{ n: number }>('SELECT count(*)::int AS n FROM patients')).rows[0]!.n);
+    const post = (payload: string | Buffer, contentType: string) =>
+      app.inject({ method: 'POST', url: '/v1/patients', headers: { ...freshHeaders(practice.users.ADMIN), 'content-type': contentType }, payload });
+
+    test('a JSON body sent as text/plain is 415 on every operation that takes a body, and writes nothing', async () => {
+      const before = await snapshotTables(db);
+      for (const op of operations.filter((o) => o.body !== null)) {
+        const response = await send(app, op, concreteUrl(op), JSON.stringify({ firstName: 'Plain', lastName: 'Text', name: 'Plain' }), 'text/plain');
+        assert.equal(response.statusCode, 415, `${op.method} ${op.path}: ${response.body.slice(0, 200)}`);
+        assert.equal((response.json() as { error: { code: string } }).error.code, 'UNSUPPORTED_MEDIA_TYPE');
+      }
+      assert.deepEqual(await snapshotTables(db), before);
+    });
+
+    test('refuses bytes that are not UTF-8 (a Latin-1 é) instead of storing a damaged name', async () => {
+      const before = await patientsBefore();
+      const latin1 = Buffer.concat([Buffer.from('{"firstName":"Ren'), Buffer.from([0xe9]), Buffer.from('","lastName":"Latin"}')]);
+      const response = await post(latin1, 'application/json');
+      assert.equal(response.statusCode, 400, response.body);
+      assert.equal((response.json() as { error: { code: string } }).error.code, 'INVALID_JSON');
+      assert.equal(await patientsBefore(), before);
+    });
+
+    test('a charset other than UTF-8 is 415; charset=utf-8 and a byte-order mark are accepted', async () => {
+      const body = JSON.stringify({ firstName: 'René', lastName: 'Charset' });
+      const other = await post(Buffer.from(body, 'latin1'), 'application/json; charset=iso-8859-1');
+      assert.equal(other.statusCode, 415, other.body);
+      const declared = await post(body, 'application/json; charset=UTF-8');
+      assert.equal(declared.statusCode, 201, declared.body);
+      assert.equal((declared.json() as { firstName: string }).firstName, 'René');
+      const withBom = await post(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(JSON.stringify({ firstName: 'Bom', lastName: 'Charset' }))]), 'application/json');
+      assert.equal(withBom.statusCode, 201, withBom.body);
+    });
+
+    test('refuses prototype poisoning in a JSON body (__proto__, constructor.prototype)', async () => {
+      for (const payload of ['{"firstName":"Proto","lastName":"Type","__proto__":{"admin":true}}', '{"firstName":"Proto","lastName":"Type","constructor":{"prototype":{"admin":true}}}']) {
+        const response = await post(payload, 'application/json');
+        assert.equal(response.statusCode, 400, response.body);
+      }
+    });
+  });
+
   for (const op of operations) {
     describe(`${op.method} ${op.path}`, () => {
       test('bad input never causes a 5xx, always gets the envelope, and a rejection writes nothing', async () => {

@@ -98,6 +98,16 @@ for (const target of databaseTargets()) {
       assert.deepEqual(body.pagination, { page: 99, limit: 20, total: 45, totalPages: 3 });
     });
 
+    test('a page past the end keeps the exact total under every filter (status, search, both)', async () => {
+      for (const filter of ['status=VIP', 'status=INACTIVE', 'q=clinic-list', 'q=clinic-list&status=VIP', 'status=ACTIVE&sort=-createdAt']) {
+        const all = (await list(`?${filter}&limit=100`)).pagination.total;
+        assert.ok(all > 0, filter);
+        const past = await list(`?${filter}&page=50`);
+        assert.deepEqual(past.data, [], filter);
+        assert.equal(past.pagination.total, all, filter);
+      }
+    });
+
     test('limit 100 is accepted; 101, 0, a negative page and unknown filters are 400s', async () => {
       assert.equal((await list('?limit=100')).data.length, 45);
       for (const query of ['?limit=101', '?limit=0', '?page=0', '?page=-1', '?limit=abc', '?status=DELETED', '?sort=email', '?practiceId=x', `?q=${'a'.repeat(101)}`]) {

@@ -100,11 +100,15 @@ for (const target of databaseTargets()) {
         assert.equal(await storedPatientCount(db, practiceA.id), before);
       });
 
-      test('400 for a missing name, a bad phone number, an impossible or future date of birth', async () => {
+      test('400 for a missing name, a bad or blank phone number or email, an impossible or future date of birth', async () => {
         const cases: Array<[Record<string, unknown>, string]> = [
           [{ lastName: 'Doe' }, 'firstName'],
           [newPatient({ phoneNumber: '555' }), 'phoneNumber'],
           [newPatient({ phoneNumber: '+1 212 555 0123 ext. 5' }), 'phoneNumber'],
+          // A blank number is not a number, as a blank email is not an email: null means none.
+          [newPatient({ phoneNumber: '' }), 'phoneNumber'],
+          [newPatient({ phoneNumber: '   ' }), 'phoneNumber'],
+          [newPatient({ email: '' }), 'email'],
           [newPatient({ dateOfBirth: '2999-01-01' }), 'dateOfBirth'],
           [newPatient({ dateOfBirth: '1850-01-01' }), 'dateOfBirth'],
           [newPatient({ email: 'someone@localhost' }), 'email'],
