@@ -23,7 +23,7 @@ import { frameworkError, registerErrorHandling } from './http/error-handler.js';
 import { acceptOnlyUtf8Json, strictBodyValidators } from './http/validation.js';
 import { registerHealth } from './http/health.js';
 import { registerRateLimits } from './http/rate-limit.js';
-import { registerSecurity, serverOptions } from './http/security.js';
+import { registerSecurity, serverOptions, setSecurityHeaders } from './http/security.js';
 import { loggerOptions, registerRequestLogging } from './http/logging.js';
 import { registerOpenApi } from './http/openapi.js';
 import { newRequestId, registerRequestContext } from './http/request-context.js';
@@ -32,7 +32,7 @@ import { authRoutes } from './auth/routes.js';
 import { User } from './auth/user-model.js';
 import { apiKeyRoutes } from './auth/api-keys.js';
 import { auditRoutes } from './audit/routes.js';
-import { Pagination } from './http/pagination.js';
+import { MAX_PATH_SEGMENT, Pagination } from './http/pagination.js';
 import { userRoutes } from './users/routes.js';
 import { patientRoutes, patientRoutesV2 } from './patients/routes.js';
 import { registerIdempotency } from './http/idempotency.js';
@@ -128,8 +128,13 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     trustProxy: config.trustProxy,
     ...serverOptions(config), // slow-client timeouts; HTTPS when TLS_CERT_FILE/TLS_KEY_FILE are set
     return503OnClosing: true,
-    routerOptions: { maxParamLength: 200 },
-    frameworkErrors: frameworkError,
+    // A malformed id of any plausible length reaches its route and is the route's 404 (after the
+    // credential check); only an absurd segment is refused while routing (414).
+    routerOptions: { maxParamLength: MAX_PATH_SEGMENT },
+    frameworkErrors: (error, request, reply) => {
+      setSecurityHeaders(request, reply);
+      return frameworkError(error, request, reply);
+    },
     schemaController: { compilersFactory: { buildValidator: strictBodyValidators() } },
     ajv: {
       customOptions: {

@@ -1,6 +1,6 @@
 // Wire shapes of appointments (blueprint 1.4: AppointmentCreate, Appointment, the list query).
 import { Type, type Static, type TSchema } from 'typebox';
-import { PageQuery, paginated } from '../http/pagination.js';
+import { PageQuery, paginated, PathId } from '../http/pagination.js';
 import { APPOINTMENT_STATUSES, type AppointmentStatus as AppointmentStatusValue } from './rules.js';
 
 /** OpenAPI 3.0's `nullable: true` (Ajv and fast-json-stringify both understand it). */
@@ -100,4 +100,4 @@ export type AppointmentListQuery = Static<typeof AppointmentListQuery>;
 
 export const AppointmentList = paginated(Appointment);
 
-export const AppointmentIdParams = Type.Object({ appointmentId: Type.String({ maxLength: 100 }) });
+export const AppointmentIdParams = Type.Object({ appointmentId: PathId() });

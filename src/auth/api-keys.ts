@@ -7,7 +7,7 @@ import { recordAudit, requestOrigin } from '../audit/audit.js';
 import { withPractice } from '../db/scope.js';
 import { AppError, notFound, validationError } from '../http/errors.js';
 import { errorResponses } from '../http/openapi.js';
-import { isUuid } from '../http/pagination.js';
+import { isUuid, PathId } from '../http/pagination.js';
 import { auditActor, principalOf } from './guard.js';
 import { isValidPermission, permissionsNotGrantable } from './rbac.js';
 import { apiKeyHint, generateApiKey, hashToken } from './tokens.js';
@@ -39,7 +39,7 @@ const CreateApiKeyBody = Type.Object(
   { additionalProperties: false },
 );
 
-const IdParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
+const IdParams = Type.Object({ id: PathId() });
 
 interface ApiKeyRow {
   id: string;

@@ -125,15 +125,23 @@ function send(
     .send(envelope(code, message, details, request.id, request.correlationId));
 }
 
+// Routing errors carry the path in Fastify's messages: never echoed (it may hold an id or a name).
+const ROUTING_MESSAGES: Record<string, string> = {
+  FST_ERR_BAD_URL: 'The URL is not valid (bad percent-encoding)',
+  FST_ERR_MAX_PARAM_LENGTH: 'A segment of the URL is longer than any identifier this API uses',
+};
+
 /**
  * Errors Fastify raises while routing, before any hook runs (an undecodable URL, a path parameter
- * over the length limit): same envelope, same ids.
+ * over the length limit): same envelope, same ids, and (no onSend hook runs for these) the
+ * response headers set here.
  */
 export function frameworkError(error: FastifyError, request: FastifyRequest, reply: FastifyReply) {
   establishRequestContext(request, reply);
-  const message =
-    error.code === 'FST_ERR_BAD_URL' ? 'The URL is not valid (bad percent-encoding)' : error.message;
-  return send(request, reply, error.statusCode ?? 400, CODE_BY_STATUS[error.statusCode ?? 400] ?? 'BAD_REQUEST', message);
+  reply.header('cache-control', 'no-store');
+  const status = error.statusCode ?? 400;
+  const message = ROUTING_MESSAGES[error.code] ?? 'The request could not be routed';
+  return send(request, reply, status, CODE_BY_STATUS[status] ?? 'BAD_REQUEST', message);
 }
 
 // PostgreSQL refusing a value the schema let through (a NUL character, a date out of its range):

@@ -27,3 +27,12 @@ export function pagination(page: number, limit: number, total: number) {
 
 /** Ids are UUIDs; anything else names no record (404), and never reaches SQL as a cast error. */
 export const isUuid = (value: string) => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(value);
+
+/** The longest path segment the router hands to a route (Fastify's maxParamLength); longer is a 414 while routing. */
+export const MAX_PATH_SEGMENT = 2048;
+
+/**
+ * A record id in the path, as received: any text the router passes. A malformed id is the route's
+ * 404 (isUuid), like an unknown id or another practice's, never a 400 that would tell them apart.
+ */
+export const PathId = () => Type.String({ maxLength: MAX_PATH_SEGMENT });

@@ -40,8 +40,10 @@ function correlationIdFor(request: FastifyRequest): string {
 
 /** Sets the ids on the request and the reply; also used for errors raised before any hook ran. */
 export function establishRequestContext(request: FastifyRequest, reply: FastifyReply): void {
-  if (request.startedAt === 0n) request.startedAt = process.hrtime.bigint();
-  if (request.correlationId === '') request.correlationId = correlationIdFor(request);
+  // Unset is 0n and '' (the decorators' defaults), or undefined on the bare request Fastify builds
+  // for a routing error.
+  if (!request.startedAt) request.startedAt = process.hrtime.bigint();
+  if (!request.correlationId) request.correlationId = correlationIdFor(request);
   reply.header('x-request-id', request.id);
   reply.header('x-correlation-id', request.correlationId);
 }

@@ -183,16 +183,22 @@ declare module 'fastify' {
   }
 }
 
+const SECURITY_HEADERS = helmetHeaders(HELMET_OPTIONS);
+
+/** The security headers of every response; also used for errors raised before any hook runs. */
+export function setSecurityHeaders(request: FastifyRequest, reply: FastifyReply): void {
+  reply.headers(SECURITY_HEADERS);
+  if (request.protocol === 'https') reply.header('strict-transport-security', HSTS_VALUE);
+}
+
 /**
  * Registers headers, CORS and the deadline. Call right after request context and error handling
  * and before rate limits and the auth guard: their refusals then carry the headers too, and the
  * deadline covers the time they take.
  */
 export async function registerSecurity(app: FastifyInstance, config: Config): Promise<void> {
-  const headers = helmetHeaders(HELMET_OPTIONS);
   app.addHook('onRequest', (request, reply, done) => {
-    reply.headers(headers);
-    if (request.protocol === 'https') reply.header('strict-transport-security', HSTS_VALUE);
+    setSecurityHeaders(request, reply);
     done();
   });
 

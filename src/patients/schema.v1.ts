@@ -2,6 +2,8 @@
 // v1 carries the phone as `phoneNumber`; v2 will carry `contact.phone` from the same stored
 // field, in a schema.v2.ts beside this file: no version checks inside handlers.
 import { Type, type Static, type TSchema } from 'typebox';
+import { PathId } from '../http/pagination.js';
+import { StringEnum } from '../http/validation.js';
 import { PATIENT_STATUSES, type PatientInput, type PatientRecord } from './model.js';
 
 /** `type: [T, "null"]` rather than anyOf: Ajv then never coerces "" to null behind the client's back. */
@@ -9,10 +11,6 @@ function nullable<T extends TSchema & { type: string }>(schema: T) {
   return Type.Unsafe<Static<T> | null>({ ...schema, type: [schema.type, 'null'] });
 }
 
-/** A string limited to `values`: `{type: "string", enum}` (Ajv reports "must be one of …"). */
-function StringEnum<const T extends readonly string[]>(values: T, options: Record<string, unknown> = {}) {
-  return Type.Unsafe<T[number]>({ type: 'string', enum: [...values], ...options });
-}
 
 export const NAME_MAX = 100;
 export const NOTES_MAX = 10_000;
@@ -146,7 +144,7 @@ export const PatientListV1 = Type.Object({ data: Type.Array(PatientV1), paginati
 
 export const PatientIdParams = Type.Object(
   // Any string up to a sane length: a malformed id is a 404 like any other unknown id, not a 400.
-  { patientId: Type.String({ maxLength: 200 }) },
+  { patientId: PathId() },
   { additionalProperties: false },
 );
 

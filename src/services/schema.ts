@@ -1,7 +1,7 @@
 // Wire shapes of the services catalog: what a practice sells and books (a filler, a laser
 // session, a facial), each with a duration (the default length of its appointments) and a price.
 import { Type, type Static } from 'typebox';
-import { PageQuery, paginated } from '../http/pagination.js';
+import { PageQuery, paginated, PathId } from '../http/pagination.js';
 
 // Letters, digits, spaces and the punctuation service names use ("Botox® – 20 units", "IPL (face)").
 // Control characters and angle brackets are refused, so a name is never markup.
@@ -64,4 +64,4 @@ export type ServiceListQuery = Static<typeof ServiceListQuery>;
 
 export const ServiceList = paginated(Service);
 
-export const ServiceIdParams = Type.Object({ serviceId: Type.String({ maxLength: 100 }) });
+export const ServiceIdParams = Type.Object({ serviceId: PathId() });

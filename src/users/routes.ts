@@ -13,7 +13,7 @@ import type { Queryable } from '../db/database.js';
 import { withPractice, withSystem } from '../db/scope.js';
 import { conflict, forbidden, notFound, unprocessable, validationError } from '../http/errors.js';
 import { errorResponses } from '../http/openapi.js';
-import { isUuid, PageQuery, paginated, pagination } from '../http/pagination.js';
+import { isUuid, PageQuery, paginated, pagination, PathId } from '../http/pagination.js';
 import { insertUser } from './first-start.js';
 
 const Name = Type.String({ minLength: 1, maxLength: 100, pattern: "^[\\p{L}\\p{M}][\\p{L}\\p{M}' .-]*$" });
@@ -48,7 +48,7 @@ const ListQuery = Type.Object(
   { additionalProperties: false },
 );
 
-const IdParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
+const IdParams = Type.Object({ id: PathId() });
 
 type CreateUser = { email: string; password: string; role: UserRow['role']; firstName: string; lastName: string };
 type UpdateUser = { role?: UserRow['role']; firstName?: string; lastName?: string; active?: boolean };

@@ -162,6 +162,17 @@ for (const target of databaseTargets()) {
     assert.ok(operations.length >= 25, `only ${operations.length} operations`);
   });
 
+  test('a malformed id of any length the router passes is the route’s 404 on every GET and DELETE by id', async () => {
+    const byId = operations.filter((op) => op.path.includes('{') && (op.method === 'GET' || op.method === 'DELETE'));
+    assert.ok(byId.length >= 6, `only ${byId.length} operations`);
+    for (const op of byId) {
+      for (const id of ['x'.repeat(150), 'x'.repeat(300), 'x'.repeat(2000)]) {
+        const response = await send(app, op, concreteUrl(op, id));
+        assert.equal(response.statusCode, 404, `${op.method} ${op.path} with a ${id.length}-character id: ${response.body.slice(0, 200)}`);
+      }
+    }
+  });
+
   describe('bodies are JSON in UTF-8, nothing else', () => {
     const patientsBefore = () => withSystem(db, async (tx) => (await tx.query<{ n: number }>('SELECT count(*)::int AS n FROM patients')).rows[0]!.n);
     const post = (payload: string | Buffer, contentType: string) =>

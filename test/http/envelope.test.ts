@@ -91,6 +91,36 @@ describe('error envelope', () => {
     assertEnvelope(await t.app.inject({ url: '/v1/nowhere' }), 404, 'NOT_FOUND');
   });
 
+  describe('errors raised while routing, before any hook runs', () => {
+    const withIds = { 'x-correlation-id': 'routing-check-7' };
+    function assertFullResponse(response: Awaited<ReturnType<typeof t.app.inject>>, status: number, code: string) {
+      assertEnvelope(response, status, code);
+      const error = (response.json() as { error: { requestId: string; correlationId: string; message: string } }).error;
+      assert.equal(error.requestId, response.headers['x-request-id']);
+      assert.equal(error.correlationId, 'routing-check-7');
+      assert.equal(response.headers['x-correlation-id'], 'routing-check-7');
+      assert.equal(response.headers['x-content-type-options'], 'nosniff');
+      assert.match(String(response.headers['content-security-policy']), /default-src 'none'/);
+      assert.equal(response.headers['cache-control'], 'no-store');
+      return error;
+    }
+
+    test('an undecodable URL is a 400 envelope with the ids and the security headers, the path not echoed', async () => {
+      const error = assertFullResponse(await t.app.inject({ url: '/v1/patients/%E0%A4%A', headers: withIds }), 400, 'BAD_REQUEST');
+      assert.doesNotMatch(error.message, /patients|%E0/);
+    });
+
+    test('a long malformed id is the route\'s answer (401 without credentials), not a routing error', async () => {
+      assertEnvelope(await t.app.inject({ url: `/v1/patients/${'a'.repeat(300)}`, headers: withIds }), 401, 'UNAUTHORIZED');
+    });
+
+    test('an absurd path segment is a 414 envelope with the ids and the security headers, the segment not echoed', async () => {
+      const segment = `Jane-Doe-${'x'.repeat(3000)}`;
+      const error = assertFullResponse(await t.app.inject({ url: `/v1/patients/${segment}`, headers: withIds }), 414, 'URI_TOO_LONG');
+      assert.doesNotMatch(error.message, /Jane|xxxx/);
+    });
+  });
+
   test('known path with the wrong method is 405 with Allow', async () => {
     const response = await t.app.inject({ method: 'DELETE', url: '/v1/probe' });
     assertEnvelope(response, 405, 'METHOD_NOT_ALLOWED');
