@@ -37,7 +37,12 @@ export const REDACTED_PATHS = [
 /** Keeps what helps debugging (type, code, message, stack) and drops driver fields such as
  *  pg's `detail`, which quotes the offending row's values. */
 export function serializeError(error: unknown): Record<string, unknown> {
-  if (!(error instanceof Error)) return { message: String(error) };
+  if (!(error instanceof Error)) {
+    // A plain { name, message } (as a route logs a failure without its stack) is not "[object Object]".
+    const { name, message } = (error ?? {}) as { name?: unknown; message?: unknown };
+    if (typeof message === 'string') return { type: typeof name === 'string' ? name : undefined, message };
+    return { message: String(error) };
+  }
   const { code } = error as { code?: unknown };
   return { type: error.name, code, message: error.message, stack: error.stack };
 }

@@ -39,6 +39,28 @@ export function errorResponses(...statuses: number[]): Record<number, { descript
   );
 }
 
+const RETRY_AFTER = {
+  'Retry-After': { type: 'integer', minimum: 1, description: 'Seconds to wait before trying again' },
+};
+
+/**
+ * What every operation's document says whether or not its route listed it: a body can be refused
+ * as too large (413) or not JSON in UTF-8 (415); 429 and 503 carry Retry-After. Only the document
+ * changes: the route's response schemas, which serialise its answers, are left as they are.
+ */
+export function documentedResponses(schema: { body?: unknown; response?: Record<string, unknown> }): Record<string, unknown> | undefined {
+  if (schema.response === undefined) return undefined;
+  const responses: Record<string, unknown> = { ...schema.response };
+  if (schema.body !== undefined) {
+    for (const status of [400, 413, 415]) responses[status] ??= errorResponses(status)[status];
+  }
+  for (const status of ['429', '503']) {
+    const response = responses[status] as Record<string, unknown> | undefined;
+    if (response !== undefined && response.headers === undefined) responses[status] = { ...response, headers: RETRY_AFTER };
+  }
+  return responses;
+}
+
 export function operationIdFor(method: string, url: string): string {
   const words = url
     .replace(/^\/v\d+\//, '/')
@@ -112,6 +134,8 @@ export async function registerOpenApi(app: FastifyInstance, config: Config): Pro
       if (transformed.description === undefined && typeof transformed.summary === 'string') {
         transformed.description = transformed.summary;
       }
+      const responses = documentedResponses(transformed);
+      if (responses !== undefined) transformed.response = responses;
       return { schema: transformed as typeof schema, url };
     },
     refResolver: {

@@ -4,11 +4,20 @@
 import { isUtf8 } from 'node:buffer';
 import { AjvCompiler } from '@fastify/ajv-compiler';
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
+import { Type } from 'typebox';
 import { AppError } from './errors.js';
 
 type BuildValidator = NonNullable<
   NonNullable<NonNullable<FastifyServerOptions['schemaController']>['compilersFactory']>['buildValidator']
 >;
+
+/**
+ * A string limited to `values`: `{type: "string", enum}`. (TypeBox's Enum leaves out the type,
+ * which the OpenAPI document then lacks; Ajv reports "must be one of …" either way.)
+ */
+export function StringEnum<const T extends readonly string[]>(values: T, options: Record<string, unknown> = {}) {
+  return Type.Unsafe<T[number]>({ type: 'string', enum: [...values], ...options });
+}
 
 export function strictBodyValidators(): BuildValidator {
   const pool = AjvCompiler();

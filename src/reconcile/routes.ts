@@ -70,6 +70,37 @@ function fieldMappingDetails(fieldMapping: Record<string, string> | undefined): 
   return details;
 }
 
+/**
+ * How deep a record may nest objects and arrays. Exports nest a level or two (the engine reads
+ * three); a record nested thousands deep is no export, and copying it to a worker would overflow
+ * the stack: a 500 that counted against the circuit breaker, so a few such requests closed
+ * reconciliation for everyone. Refused here instead, as the client's error.
+ */
+export const MAX_RECORD_NESTING = 32;
+
+/** Whether `value` nests objects or arrays more than `limit` levels deep (iterative: no recursion to overflow). */
+function nestsDeeperThan(value: unknown, limit: number): boolean {
+  const pending: Array<{ value: unknown; depth: number }> = [{ value, depth: 1 }];
+  while (pending.length > 0) {
+    const { value: current, depth } = pending.pop()!;
+    if (depth > limit) return true;
+    for (const child of Object.values(current as object)) {
+      if (child !== null && typeof child === 'object') pending.push({ value: child, depth: depth + 1 });
+    }
+  }
+  return false;
+}
+
+function nestingDetails(data: readonly object[]): ErrorDetail[] {
+  const details: ErrorDetail[] = [];
+  data.forEach((record, index) => {
+    if (nestsDeeperThan(record, MAX_RECORD_NESTING)) {
+      details.push({ field: `data.${index}`, message: `nests objects or arrays more than ${MAX_RECORD_NESTING} levels deep` });
+    }
+  });
+  return details;
+}
+
 function unavailable(message: string, retryAfterSeconds: number | undefined): AppError {
   return new AppError(
     AI_SERVICE_UNAVAILABLE,
@@ -190,8 +221,8 @@ export const reconcileRoutes: FastifyPluginAsync<ReconcileRouteOptions> = async 
       }
       const oneToOne = body.oneToOne ?? false;
       const fieldMapping = body.fieldMapping as Record<string, string> | undefined;
-      const mappingProblems = fieldMappingDetails(fieldMapping);
-      if (mappingProblems.length > 0) throw validationError(mappingProblems);
+      const inputProblems = [...fieldMappingDetails(fieldMapping), ...nestingDetails(body.data)];
+      if (inputProblems.length > 0) throw validationError(inputProblems);
 
       // Refuse before loading anything when the answer would be 503 anyway.
       try {
@@ -324,13 +355,15 @@ export const reconcileRoutes: FastifyPluginAsync<ReconcileRouteOptions> = async 
       const practiceId = principal.practiceId;
       const run = await withPractice(app.db, practiceId, async (tx) => {
         const found = await findRun(tx, practiceId, request.params.runId);
-        if (found === null) return null;
+        const origin = { ...requestOrigin(request), practiceId, actorType: principal.kind, actorId: principal.id, action: 'reconciliation.read' };
+        if (found === null) {
+          // A miss is recorded too, as for patients and appointments: probing for other practices'
+          // runs should show in the log. The id asked for is kept (cut short: it is the caller's text).
+          await recordAudit(tx, { ...origin, resourceType: 'reconciliation_run', outcome: 'failure', details: { runId: request.params.runId.slice(0, 100) } });
+          return null;
+        }
         await recordAudit(tx, {
-          ...requestOrigin(request),
-          practiceId,
-          actorType: principal.kind,
-          actorId: principal.id,
-          action: 'reconciliation.read',
+          ...origin,
           resourceType: found.target === 'PATIENTS' ? 'patient' : 'appointment',
           resourceIds: [...new Set(found.matches.map((match) => match.entityId))],
           outcome: 'success',

@@ -2,6 +2,8 @@
 // named schema ($id) added with app.addSchema, so it appears in the OpenAPI components.schemas
 // and the response refers to it, as the blueprint's `$ref: '#/components/schemas/ReconciliationMatch'`.
 import { Type, type Static } from 'typebox';
+import { PathId } from '../http/pagination.js';
+import { StringEnum } from '../http/validation.js';
 import type { Algorithm, ReconciliationMatch as EngineMatch } from './engine.js';
 
 export const ALGORITHMS = ['FUZZY_MATCH', 'ML_MODEL', 'HYBRID'] as const satisfies readonly Algorithm[];
@@ -11,7 +13,7 @@ export const MAX_RECORDS = 10_000;
 export const ReconciliationMatch = Type.Object(
   {
     recordIndex: Type.Integer({ minimum: 0, description: 'Position of the input record in `data`.' }),
-    entityType: Type.Enum(['PATIENT', 'APPOINTMENT'], { description: 'PATIENT for target PATIENTS, APPOINTMENT for APPOINTMENTS.' }),
+    entityType: StringEnum(['PATIENT', 'APPOINTMENT'], { description: 'PATIENT for target PATIENTS, APPOINTMENT for APPOINTMENTS.' }),
     entityId: Type.String({ description: "Id of the practice's patient or appointment the record matches." }),
     confidence: Type.Number({
       minimum: 0,
@@ -51,7 +53,7 @@ export const ReconcileRequest = Type.Object(
         'A record with no usable field is reported in `unmatched`, not refused.',
     }),
     algorithm: Type.Optional(
-      Type.Enum(ALGORITHMS, {
+      StringEnum(ALGORITHMS, {
         default: 'HYBRID',
         description: 'FUZZY_MATCH: weighted similarity. ML_MODEL: Fellegi-Sunter model learned (EM) from the practice\'s data. HYBRID: the model plus rules for look-alikes.',
       }),
@@ -60,7 +62,7 @@ export const ReconcileRequest = Type.Object(
       Type.Number({ minimum: 0.1, maximum: 1, default: 0.8, description: 'Threshold: matches below it are reported unmatched.' }),
     ),
     target: Type.Optional(
-      Type.Enum(TARGETS, {
+      StringEnum(TARGETS, {
         default: 'PATIENTS',
         description: "What to match against: the practice's patients, or its COMPLETED appointments (loyalty redemptions, POS lines).",
       }),
@@ -92,23 +94,23 @@ export const ReconcileResponse = Type.Object({
   unmatched: Type.Array(Type.Integer({ minimum: 0 }), {
     description: 'Positions in `data` of records with no match at or above the threshold.',
   }),
-  algorithm: Type.Enum(ALGORITHMS),
-  target: Type.Enum(TARGETS),
+  algorithm: StringEnum(ALGORITHMS),
+  target: StringEnum(TARGETS),
 });
 export type ReconcileResponse = Static<typeof ReconcileResponse>;
 
 export const RunParams = Type.Object(
   // Any string up to a sane length: a malformed id is a 404 like any other unknown id.
-  { runId: Type.String({ maxLength: 200 }) },
+  { runId: PathId() },
   { additionalProperties: false },
 );
 
 export const ReconcileRun = Type.Object({
   runId: Type.String({ format: 'uuid' }),
   createdAt: Type.String({ format: 'date-time' }),
-  createdBy: Type.Object({ type: Type.Enum(['user', 'api_key']), id: Type.String() }),
-  algorithm: Type.Enum(ALGORITHMS),
-  target: Type.Enum(TARGETS),
+  createdBy: Type.Object({ type: StringEnum(['user', 'api_key']), id: Type.String() }),
+  algorithm: StringEnum(ALGORITHMS),
+  target: StringEnum(TARGETS),
   confidenceThreshold: Type.Number(),
   oneToOne: Type.Boolean(),
   counts: Type.Object({

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { openPglite } from '../../src/db/database.js';
-import { REDACTED_FIELDS, REQUEST_LINE_FIELDS } from '../../src/http/logging.js';
+import { REDACTED_FIELDS, REQUEST_LINE_FIELDS, serializeError } from '../../src/http/logging.js';
 import { startTestApp } from '../helpers/app.js';
 
 const db = await openPglite({ dataDir: undefined });
@@ -57,5 +57,17 @@ describe('redaction of what handlers log', () => {
     assert.equal(line.token, '[REDACTED]');
     assert.equal(line.status, 'VIP', 'fields that identify no one are kept');
     assert.doesNotMatch(t.rawLog(), /probe\.patient@example\.test|tok_probe_secret|Springfield/);
+  });
+});
+
+describe('errors in log lines', () => {
+  test('an Error keeps its type, code and message; a plain { name, message } keeps both, not "[object Object]"', () => {
+    const error = Object.assign(new RangeError('Maximum call stack size exceeded'), { code: 'E_DEPTH' });
+    assert.deepEqual(
+      { ...serializeError(error), stack: undefined },
+      { type: 'RangeError', code: 'E_DEPTH', message: 'Maximum call stack size exceeded', stack: undefined },
+    );
+    assert.deepEqual(serializeError({ name: 'JobFailedError', message: 'engine failed' }), { type: 'JobFailedError', message: 'engine failed' });
+    assert.deepEqual(serializeError('plain text'), { message: 'plain text' });
   });
 });

@@ -140,6 +140,43 @@ describe('OpenAPI', async () => {
     for (const path of Object.keys(doc.paths)) assert.ok(!path.startsWith('/v1'), path);
   });
 
+  type Operation = { requestBody?: unknown; responses: Record<string, { headers?: Record<string, unknown> }> };
+  const operations = Object.entries(doc.paths).flatMap(([path, item]) =>
+    Object.entries(item as Record<string, Operation>).map(([method, operation]) => ({ name: `${method.toUpperCase()} ${path}`, operation })),
+  );
+
+  test('every operation that takes a body documents 400, 413 and 415 (what the body parser answers)', () => {
+    const withBody = operations.filter(({ operation }) => operation.requestBody !== undefined);
+    assert.ok(withBody.some(({ name }) => name === 'POST /ai/reconcile'));
+    for (const { name, operation } of withBody) {
+      for (const status of ['400', '413', '415']) assert.ok(operation.responses[status], `${name} lacks ${status}`);
+    }
+  });
+
+  test('every 429 and 503 declares its Retry-After header', () => {
+    let seen = 0;
+    for (const { name, operation } of operations) {
+      for (const status of ['429', '503']) {
+        if (operation.responses[status] === undefined) continue;
+        seen += 1;
+        assert.ok(operation.responses[status]!.headers?.['Retry-After'], `${name} ${status}`);
+      }
+    }
+    assert.ok(seen >= 5, `only ${seen} responses checked`);
+  });
+
+  test('every enum says its type (as the blueprint writes them)', () => {
+    const untyped: string[] = [];
+    const walk = (node: unknown, path: string) => {
+      if (node === null || typeof node !== 'object') return;
+      const schema = node as Record<string, unknown>;
+      if (Array.isArray(schema.enum) && schema.type === undefined) untyped.push(path);
+      for (const [key, child] of Object.entries(schema)) walk(child, `${path}/${key}`);
+    };
+    walk(doc, '#');
+    assert.deepEqual(untyped, []);
+  });
+
   test('passes the Spectral OpenAPI ruleset with no errors', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'openapi-'));
     const file = join(dir, 'openapi.json');

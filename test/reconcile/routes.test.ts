@@ -157,6 +157,24 @@ for (const target of databaseTargets()) {
         assert.deepEqual(fields(response), ['fieldMapping.Given']);
       });
 
+      test('a record nested thousands of levels deep is a 400 naming it, and the breaker stays closed', async () => {
+        // Copying it to a worker overflowed the stack: a 500 that counted as an engine failure, so
+        // a handful of them opened the circuit for everyone.
+        const nest = (levels: number) => {
+          let record: Record<string, unknown> = { 'First Name': 'Liz' };
+          for (let i = 1; i < levels; i++) record = { patient: record };
+          return record;
+        };
+        const deep = `{"data":[{"firstName":"Fine"},${'{"patient":'.repeat(4_999)}{"First Name":"Liz"}${'}'.repeat(4_999)}]}`;
+        for (let attempt = 0; attempt < 6; attempt++) {
+          const response = await app.inject({ method: 'POST', url: '/v1/ai/reconcile', headers: { ...staff, 'content-type': 'application/json' }, payload: deep });
+          assert.deepEqual(fields(response), ['data.1']);
+        }
+        const ready = (await app.inject({ url: '/health/ready' })).json() as { checks: Record<string, { detail?: string; degraded?: boolean }> };
+        assert.notEqual(ready.checks.reconciliation?.degraded, true, JSON.stringify(ready.checks.reconciliation));
+        assert.equal((await post({ data: [nest(32)] })).statusCode, 200, 'a record at the nesting limit is accepted');
+      });
+
       test('not JSON at all', async () => {
         const response = await app.inject({ method: 'POST', url: '/v1/ai/reconcile', headers: { ...staff, 'content-type': 'application/json' }, payload: '{"data": [' });
         errorOf(response, 400, 'INVALID_JSON');
@@ -279,6 +297,14 @@ for (const target of databaseTargets()) {
       errorOf(theirs, 404, 'NOT_FOUND');
       errorOf(await app.inject({ url: '/v1/ai/reconcile/00000000-0000-4000-8000-000000000000', headers: staff }), 404, 'NOT_FOUND');
       errorOf(await app.inject({ url: "/v1/ai/reconcile/1' OR '1'='1", headers: staff }), 404, 'NOT_FOUND');
+      // The probe shows in B's audit log as a failed read naming the run asked for.
+      const probes = await withPractice(app.db, other.id, (tx) =>
+        tx.query<{ outcome: string; actor_id: string }>(
+          "SELECT outcome, actor_id FROM audit_events WHERE action = 'reconciliation.read' AND details->>'runId' = $1",
+          [created.runId],
+        ),
+      );
+      assert.deepEqual(probes.rows, [{ outcome: 'failure', actor_id: other.users.ADMIN.id }]);
     });
 
     test("practice B's reconciliation never sees practice A's patients", async () => {
