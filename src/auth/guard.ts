@@ -108,7 +108,8 @@ async function authenticate(request: FastifyRequest, verifier: AccessTokenVerifi
   const authorization = request.headers.authorization;
   const apiKey = request.headers['x-api-key'];
   if (typeof authorization === 'string' && authorization !== '') {
-    const match = /^Bearer ([A-Za-z0-9_.-]+)$/.exec(authorization);
+    // The scheme name is case-insensitive (RFC 9110 11.1); the token is not.
+    const match = /^Bearer ([A-Za-z0-9_.-]+)$/i.exec(authorization);
     if (match === null) throw unauthorized('Authorization must be "Bearer <access token>"');
     return principalFromBearer(match[1]!, verifier, options);
   }

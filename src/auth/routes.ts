@@ -34,7 +34,9 @@ import {
   revokeFamily,
   revokeUserSessions,
   rotateRefreshToken,
+  sessionSubject,
   startSession,
+  TOKENS_VALID_AFTER_COLUMN,
   type ClientInfo,
 } from './sessions.js';
 import { isRefreshTokenFormat } from './tokens.js';
@@ -215,14 +217,14 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
       const tokens = await withSystem(db, async (tx) => {
         // Only if nothing changed since the password was checked: a password change or
         // deactivation committed in between must not be outrun by this login.
-        const { rows } = await tx.query<UserRow>(
+        const { rows } = await tx.query<UserRow & { tokens_valid_after: number | null }>(
           `UPDATE users SET failed_logins = 0, locked_until = NULL, last_login_at = now()
-            WHERE id = $1 AND active AND password_hash = $2 RETURNING ${USER_COLUMNS}`,
+            WHERE id = $1 AND active AND password_hash = $2 RETURNING ${USER_COLUMNS}, ${TOKENS_VALID_AFTER_COLUMN}`,
           [user.id, user.password_hash],
         );
         const fresh = rows[0];
         if (fresh === undefined) return null;
-        const session = await startSession(app, tx, { id: fresh.id, email: fresh.email, role: fresh.role, practiceId: fresh.practice_id }, clientOf(request));
+        const session = await startSession(app, tx, sessionSubject(fresh), clientOf(request));
         await auditAuth(tx, request, {
           practiceId: fresh.practice_id,
           actorType: 'user',
@@ -260,8 +262,11 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
         const stored = await lockRefreshToken(tx, refreshToken);
         if (stored === undefined) return { error: invalidRefreshToken() };
         if (stored.rotated) {
-          // Already exchanged once: someone else holds this chain. End the whole login.
+          // Already exchanged once: someone else holds this chain. End the whole login, and the
+          // access tokens already issued from it: which of the user's access tokens came from this
+          // family isn't recorded, so all of them are cut off (other sessions refresh and go on).
           const revoked = await revokeFamily(tx, stored.family_id);
+          await cutOffAccessTokens(app, tx, stored.user_id);
           await auditAuth(tx, request, {
             practiceId: stored.practice_id,
             actorType: 'user',
@@ -274,15 +279,15 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
           return { error: new AppError('REFRESH_TOKEN_REUSED', 401, 'Refresh token already used; the session was ended') };
         }
         if (stored.revoked || stored.expired) return { error: invalidRefreshToken() };
-        const { rows } = await tx.query<UserRow & { sessions_ended: boolean }>(
-          `SELECT ${USER_COLUMNS}, sessions_valid_after > $2 AS sessions_ended FROM users WHERE id = $1`,
+        const { rows } = await tx.query<UserRow & { sessions_ended: boolean; tokens_valid_after: number | null }>(
+          `SELECT ${USER_COLUMNS}, ${TOKENS_VALID_AFTER_COLUMN}, sessions_valid_after > $2 AS sessions_ended FROM users WHERE id = $1`,
           [stored.user_id, stored.family_started_at],
         );
         const user = rows[0];
         // A password change or logout-everywhere after this login began ends it, even if a
         // rotation of this family committed just before.
         if (user === undefined || !user.active || user.sessions_ended) return { error: invalidRefreshToken() };
-        const pair = await rotateRefreshToken(app, tx, stored, { id: user.id, email: user.email, role: user.role, practiceId: user.practice_id }, clientOf(request));
+        const pair = await rotateRefreshToken(app, tx, stored, sessionSubject(user), clientOf(request));
         await auditAuth(tx, request, {
           practiceId: user.practice_id,
           actorType: 'user',
@@ -310,6 +315,11 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
         body: LogoutBody,
         response: { 204: { type: 'null', description: 'Logged out' }, ...errorResponses(400, 401, 403) },
       },
+      // The body is optional: a logout with none is "every session", not a 400.
+      preValidation: (request, _reply, done) => {
+        request.body ??= {};
+        done();
+      },
     },
     async (request, reply) => {
       const principal = principalOf(request);
@@ -321,7 +331,9 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
           const stored = isRefreshTokenFormat(refreshToken) ? await lockRefreshToken(tx, refreshToken) : undefined;
           if (stored !== undefined && stored.user_id === principal.id) revoked = await revokeFamily(tx, stored.family_id);
         } else {
+          // Every session: its refresh tokens, and the access tokens other devices still hold.
           revoked = await revokeUserSessions(tx, principal.id);
+          await cutOffAccessTokens(app, tx, principal.id);
         }
         await auditAuth(tx, request, { ...auditActor(principal), action: 'auth.logout', resourceIds: [principal.id], outcome: 'success', details: { refreshTokensRevoked: revoked } });
       });

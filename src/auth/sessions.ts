@@ -13,6 +13,19 @@ export interface SessionSubject {
   email: string;
   role: Role;
   practiceId: string;
+  /**
+   * The user's access-token cut-off (users.tokens_valid_after, epoch seconds), if any. It can be up
+   * to a second ahead (cutOffAccessTokens): a token issued before it would be refused at once, so
+   * one issued for this subject is dated no earlier.
+   */
+  tokensValidAfter?: number | null;
+}
+
+/** The cut-off as a column, next to USER_COLUMNS, for building a SessionSubject. */
+export const TOKENS_VALID_AFTER_COLUMN = 'extract(epoch FROM tokens_valid_after)::float8 AS tokens_valid_after';
+
+export function sessionSubject(row: { id: string; email: string; role: Role; practice_id: string; tokens_valid_after: number | null }): SessionSubject {
+  return { id: row.id, email: row.email, role: row.role, practiceId: row.practice_id, tokensValidAfter: row.tokens_valid_after };
 }
 
 export interface TokenPair {
@@ -42,7 +55,7 @@ export function issueAccessToken(app: FastifyInstance, subject: SessionSubject, 
       issuer: app.config.jwtIssuer,
       audience: app.config.jwtAudience,
       ttlSeconds: app.config.accessTokenTtlSeconds,
-      now: Math.max(Date.now(), notBeforeSeconds * 1000),
+      now: Math.max(Date.now(), notBeforeSeconds * 1000, (subject.tokensValidAfter ?? 0) * 1000),
     },
   );
 }

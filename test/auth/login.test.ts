@@ -96,6 +96,8 @@ for (const target of databaseTargets()) {
       assert.equal((reuse.json() as { error: { code: string } }).error.code, 'REFRESH_TOKEN_REUSED');
       const afterTheft = await refresh(rotated.refreshToken);
       assert.equal(afterTheft.statusCode, 401, 'the legitimate holder’s newer token is revoked too');
+      const me = await app.inject({ url: '/v1/auth/me', headers: { authorization: `Bearer ${rotated.accessToken}` } });
+      assert.equal(me.statusCode, 401, 'the access token issued from the stolen chain stops working too');
       const audit = await withPractice(db, practice.id, (tx) =>
         tx.query("SELECT 1 FROM audit_events WHERE action = 'auth.refresh_reuse_detected'"),
       );
@@ -119,10 +121,58 @@ for (const target of databaseTargets()) {
       assert.equal(refreshed.statusCode, 401);
     });
 
+    describe('sessions ended and begun in the same second', async () => {
+      // Fresh users: these tests cut off every token their user holds.
+      const spa = await createTestPractice(app, 'Session Spa');
+      const me = (token: string) => app.inject({ url: '/v1/auth/me', headers: { authorization: `Bearer ${token}` } });
+      type Session = { accessToken: string; refreshToken: string };
+
+      test('a logout with no body at all ends every session: this token, other devices’ access and refresh tokens', async () => {
+        const user = spa.users.PRACTITIONER;
+        const phone = (await login({ email: user.email, password: user.password })).json() as Session;
+        const desk = (await login({ email: user.email, password: user.password })).json() as Session;
+        const out = await app.inject({ method: 'POST', url: '/v1/auth/logout', headers: { authorization: `Bearer ${desk.accessToken}` } });
+        assert.equal(out.statusCode, 204, out.body);
+        assert.equal((await me(desk.accessToken)).statusCode, 401);
+        assert.equal((await me(phone.accessToken)).statusCode, 401, 'the other device’s access token is cut off too');
+        const refreshed = await app.inject({ method: 'POST', url: '/v1/auth/refresh', payload: { refreshToken: phone.refreshToken } });
+        assert.equal(refreshed.statusCode, 401);
+        const again = (await login({ email: user.email, password: user.password })).json() as Session;
+        assert.equal((await me(again.accessToken)).statusCode, 200, 'a login right after works');
+      });
+
+      test('a login and a refresh right after a role change give tokens that work at once', async () => {
+        const user = spa.users.STAFF;
+        const before = (await login({ email: user.email, password: user.password })).json() as Session;
+        for (const role of ['MANAGER', 'STAFF']) {
+          const changed = await app.inject({ method: 'PATCH', url: `/v1/users/${user.id}`, headers: spa.users.ADMIN.headers, payload: { role } });
+          assert.equal(changed.statusCode, 200, changed.body);
+          const fresh = (await login({ email: user.email, password: user.password })).json() as Session;
+          const response = await me(fresh.accessToken);
+          assert.equal(response.statusCode, 200, `login after the change to ${role}: ${response.body}`);
+          assert.equal((response.json() as { role: string }).role, role);
+        }
+        assert.equal((await me(before.accessToken)).statusCode, 401, 'the token from before the change is cut off');
+        const refreshed = await app.inject({ method: 'POST', url: '/v1/auth/refresh', payload: { refreshToken: before.refreshToken } });
+        assert.equal(refreshed.statusCode, 200, refreshed.body);
+        assert.equal((await me((refreshed.json() as Session).accessToken)).statusCode, 200, 'a refresh right after the change works');
+      });
+    });
+
+    test('the Bearer scheme is case-insensitive, the token is not', async () => {
+      const { accessToken } = (await login({ email: staff.email, password: staff.password })).json() as { accessToken: string };
+      for (const scheme of ['bearer', 'BEARER', 'Bearer']) {
+        assert.equal((await app.inject({ url: '/v1/auth/me', headers: { authorization: `${scheme} ${accessToken}` } })).statusCode, 200, scheme);
+      }
+      const flipped = accessToken.slice(0, -1) + (accessToken.endsWith('A') ? 'B' : 'A');
+      assert.equal((await app.inject({ url: '/v1/auth/me', headers: { authorization: `Bearer ${flipped}` } })).statusCode, 401);
+    });
+
     test('a revoked token stays revoked after a restart', async () => {
-      const session = (await login({ email: staff.email, password: staff.password })).json() as { accessToken: string };
+      const session = (await login({ email: staff.email, password: staff.password })).json() as { accessToken: string; refreshToken: string };
       const headers = { authorization: `Bearer ${session.accessToken}` };
-      await app.inject({ method: 'POST', url: '/v1/auth/logout', headers, payload: {} });
+      // This session only: without a refresh token the logout would end every session of the user.
+      await app.inject({ method: 'POST', url: '/v1/auth/logout', headers, payload: { refreshToken: session.refreshToken } });
       const restarted = await startTestApp(db, { jwtSecret: app.config.jwtSecret, encryptionKey: app.config.encryptionKey });
       assert.equal((await restarted.app.inject({ url: '/v1/auth/me', headers })).statusCode, 401);
     });
@@ -163,7 +213,9 @@ for (const target of databaseTargets()) {
         assert.equal((await me(sign({ ...header, iss: 'evil' }, claims, app.config.jwtSecret))).statusCode, 401);
       });
       test('a correctly signed token still needs the permission it claims to hold', async () => {
-        const response = await me(sign(header, claims, app.config.jwtSecret));
+        // Issued now: earlier tests cut off every token of this user issued before them.
+        const now = Math.floor(Date.now() / 1000) + 1;
+        const response = await me(sign(header, { ...claims, iat: now, exp: now + 600 }, app.config.jwtSecret));
         assert.equal(response.statusCode, 200, 'a genuinely signed ADMIN token works (the signature is the trust)');
       });
       test('a token survives a key rotation through JWT_PREVIOUS_SECRET', async () => {

@@ -157,6 +157,16 @@ describe('CORS', async () => {
     assert.equal(answer.headers['ratelimit-limit'], undefined, 'answered before the limiter: a preflight spends no budget');
   });
 
+  test('with CORS on, an unknown path is still 404 and a wrong method still 405 (the preflight catch-all is no path)', async () => {
+    for (const [method, url] of [['GET', '/v1/no-such-endpoint'], ['POST', '/nothing/here']] as const) {
+      const response = await open.app.inject({ method, url });
+      assert.equal(response.statusCode, 404, `${method} ${url}: ${response.body}`);
+    }
+    const wrongMethod = await open.app.inject({ method: 'PUT', url: '/health' });
+    assert.equal(wrongMethod.statusCode, 405);
+    assert.doesNotMatch(String(wrongMethod.headers.allow), /OPTIONS/);
+  });
+
   test('a look-alike origin is not allowed (exact match, no prefixes or subdomains)', async () => {
     for (const origin of ['https://evil.example', 'https://app.example.com.evil.example', 'http://app.example.com', 'https://x.app.example.com', 'null']) {
       const response = await open.app.inject({ url: '/health', headers: { origin } });
