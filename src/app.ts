@@ -23,7 +23,7 @@ import { frameworkError, registerErrorHandling } from './http/error-handler.js';
 import { acceptOnlyUtf8Json, strictBodyValidators } from './http/validation.js';
 import { registerHealth } from './http/health.js';
 import { registerRateLimits } from './http/rate-limit.js';
-import { registerSecurity, serverOptions, setSecurityHeaders } from './http/security.js';
+import { clientErrorHandler, registerSecurity, serverOptions, setSecurityHeaders } from './http/security.js';
 import { loggerOptions, registerRequestLogging } from './http/logging.js';
 import { registerOpenApi } from './http/openapi.js';
 import { newRequestId, registerRequestContext } from './http/request-context.js';
@@ -131,6 +131,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     // A malformed id of any plausible length reaches its route and is the route's 404 (after the
     // credential check); only an absurd segment is refused while routing (414).
     routerOptions: { maxParamLength: MAX_PATH_SEGMENT },
+    clientErrorHandler,
     frameworkErrors: (error, request, reply) => {
       setSecurityHeaders(request, reply);
       return frameworkError(error, request, reply);

@@ -32,10 +32,14 @@ export function newRequestId(): string {
   return `req_${randomHex()}`;
 }
 
+export function newCorrelationId(): string {
+  return `corr_${randomHex()}`;
+}
+
 function correlationIdFor(request: FastifyRequest): string {
   const supplied = request.headers['x-correlation-id'];
   if (typeof supplied === 'string' && CORRELATION_ID.test(supplied)) return supplied;
-  return `corr_${randomHex()}`;
+  return newCorrelationId();
 }
 
 /** Sets the ids on the request and the reply; also used for errors raised before any hook ran. */

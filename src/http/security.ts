@@ -19,11 +19,13 @@ import cors from '@fastify/cors';
 import helmet, { type HelmetOptions } from 'helmet';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { IncomingMessage, ServerOptions, ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerOptions, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from '../config.js';
 import { replyWithError } from './error-handler.js';
-import { AppError } from './errors.js';
+import { AppError, envelope } from './errors.js';
+import { newCorrelationId, newRequestId } from './request-context.js';
 
 export const HSTS_VALUE = 'max-age=31536000; includeSubDomains';
 
@@ -131,6 +133,42 @@ export function serverOptions(config: TimeoutConfig, tls: TlsMaterial | null = r
     keepAliveTimeout: number;
     http: ServerOptions;
   };
+}
+
+const CLIENT_ERRORS: Record<string, { status: number; code: string; message: string }> = {
+  HPE_HEADER_OVERFLOW: { status: 431, code: 'HEADERS_TOO_LARGE', message: 'The request headers are larger than this server accepts' },
+  ERR_HTTP_REQUEST_TIMEOUT: { status: 408, code: 'REQUEST_TIMEOUT', message: 'The request did not arrive in time' },
+};
+const NOT_HTTP = { status: 400, code: 'BAD_REQUEST', message: 'The request is not valid HTTP' };
+
+/**
+ * Node's answer to a request it could not parse (a malformed request line or header, conflicting
+ * Content-Length and Transfer-Encoding, headers over the size limit, too slow to arrive), which
+ * never reaches Fastify: the envelope with fresh ids and the security headers, like every other
+ * error, and the connection closed (after a parse error nothing more can be read from it).
+ */
+export function clientErrorHandler(error: Error & { code?: string }, socket: Socket): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const { status, code, message } = CLIENT_ERRORS[error.code ?? ''] ?? NOT_HTTP;
+  const requestId = newRequestId();
+  const correlationId = newCorrelationId();
+  const body = JSON.stringify(envelope(code, message, [], requestId, correlationId));
+  const headers: Record<string, string | number> = {
+    ...SECURITY_HEADERS,
+    ...('encrypted' in socket ? { 'strict-transport-security': HSTS_VALUE } : {}),
+    'cache-control': 'no-store',
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    'x-request-id': requestId,
+    'x-correlation-id': correlationId,
+    connection: 'close',
+  };
+  const head = Object.entries(headers).map(([name, value]) => `${name}: ${value}`).join('\r\n');
+  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n${head}\r\n\r\n${body}`);
 }
 
 // ---------------------------------------------------------------------------------------------

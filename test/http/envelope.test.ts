@@ -1,6 +1,8 @@
 // Every non-2xx response, whatever produced it, is the blueprint's error envelope (4.1) with the
 // same requestId as the X-Request-Id header, and no internals leak into it.
 import assert from 'node:assert/strict';
+import type { AddressInfo } from 'node:net';
+import { connect } from 'node:net';
 import { after, describe, test } from 'node:test';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { Type } from 'typebox';
@@ -103,6 +105,49 @@ describe('error envelope', () => {
       assert.match(String(response.headers['content-security-policy']), /default-src 'none'/);
       assert.equal(response.headers['cache-control'], 'no-store');
       return error;
+    }
+
+    /** Sends raw bytes to a listening copy of the app and reads the whole answer (the server closes). */
+    async function raw(request: string): Promise<{ status: number; headers: Record<string, string>; body: string }> {
+      const listening = await startTestApp(db);
+      await listening.app.listen({ port: 0, host: '127.0.0.1' });
+      try {
+        const { port } = listening.app.server.address() as AddressInfo;
+        const text = await new Promise<string>((resolve, reject) => {
+          const socket = connect(port, '127.0.0.1', () => socket.write(request));
+          let received = '';
+          socket.setEncoding('utf8');
+          socket.on('data', (chunk: string) => (received += chunk));
+          socket.on('end', () => resolve(received));
+          socket.on('error', reject);
+        });
+        const [head = '', body = ''] = text.split('\r\n\r\n');
+        const [statusLine = '', ...lines] = head.split('\r\n');
+        const headers = Object.fromEntries(lines.map((line) => [line.slice(0, line.indexOf(':')).toLowerCase(), line.slice(line.indexOf(':') + 1).trim()]));
+        return { status: Number(statusLine.split(' ')[1]), headers, body };
+      } finally {
+        await listening.app.close();
+      }
+    }
+
+    for (const [name, request, status, code] of [
+      ['headers over the size limit', `GET /health HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'HEADERS_TOO_LARGE'],
+      ['a garbage request line', 'HELLO THERE\r\n\r\n', 400, 'BAD_REQUEST'],
+      ['Content-Length with Transfer-Encoding (request smuggling)', 'POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', 400, 'BAD_REQUEST'],
+    ] as const) {
+      test(`a request Node cannot parse (${name}) is a ${status} envelope with fresh ids and the security headers`, async () => {
+        const answer = await raw(request);
+        assert.equal(answer.status, status, answer.body);
+        const body = JSON.parse(answer.body) as { error: { code: string; requestId: string; correlationId: string; details: unknown[] } };
+        assert.equal(body.error.code, code);
+        assert.deepEqual(body.error.details, []);
+        assert.equal(body.error.requestId, answer.headers['x-request-id']);
+        assert.match(body.error.requestId, /^req_[0-9a-f]{24}$/);
+        assert.equal(body.error.correlationId, answer.headers['x-correlation-id']);
+        assert.equal(answer.headers['x-content-type-options'], 'nosniff');
+        assert.equal(answer.headers['cache-control'], 'no-store');
+        assert.equal(answer.headers.connection, 'close');
+      });
     }
 
     test('an undecodable URL is a 400 envelope with the ids and the security headers, the path not echoed', async () => {
