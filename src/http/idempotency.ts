@@ -21,8 +21,8 @@
 // IDEMPOTENCY_KEY_REUSED.
 //
 // Which POSTs: every authenticated POST whose route needs a write:<resource> permission (patients,
-// appointments, services, reconciliations…) by default; others only with route config
-// `idempotent: true`. Administrative and credential routes (admin:*, self-service: API keys, MFA
+// appointments, services…) by default; others only with route config `idempotent: true` (the
+// reconciliation, which stores a run). Administrative and credential routes (admin:*, self-service: API keys, MFA
 // setup, users) stay out unless they opt in, because their responses carry secrets shown once,
 // and a stored response would keep that secret in a table for a day.
 import { createHash, randomUUID } from 'node:crypto';

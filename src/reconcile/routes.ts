@@ -194,7 +194,10 @@ export const reconcileRoutes: FastifyPluginAsync<ReconcileRouteOptions> = async 
     {
       bodyLimit: settings.bodyLimitBytes,
       // The job's own timeout (RECONCILE_TIMEOUT_MS) decides; the request deadline only backs it up.
-      config: { permission: 'read:patients', requestTimeoutMs: app.config.reconcile.timeoutMs + 30_000 },
+      // Idempotent on request (Idempotency-Key): a run is stored, and a retry after a timeout
+      // should get that run back, not start a second one. Not 'transactional': the response is
+      // stored once sent, so a crash in between leaves the key claimed (a retry is refused, not rerun).
+      config: { permission: 'read:patients', requestTimeoutMs: app.config.reconcile.timeoutMs + 30_000, idempotent: true },
       schema: {
         tags: ['AI'],
         summary: 'AI-powered data reconciliation',

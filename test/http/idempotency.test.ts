@@ -97,6 +97,22 @@ for (const target of databaseTargets()) {
       assert.equal(rows.length, 1);
     });
 
+    test('every POST accepts the key: a retried reconciliation replays the stored run instead of running again', async () => {
+      const payload = { data: [{ 'First Name': 'Retry', 'Last Name': 'Later', DOB: '1980-02-03' }] };
+      const runs = () => withPractice(db, a.id, async (tx) => (await tx.query('SELECT id FROM reconciliation_runs')).rows.length);
+      const before = await runs();
+      const first = await post('recon-1', payload, a.users.STAFF.headers, '/v1/ai/reconcile');
+      assert.equal(first.statusCode, 200, first.body);
+      const retry = await post('recon-1', payload, a.users.STAFF.headers, '/v1/ai/reconcile');
+      assert.equal(retry.statusCode, 200, retry.body);
+      assert.equal(retry.headers['idempotent-replayed'], 'true');
+      assert.equal(retry.body, first.body);
+      assert.equal(await runs(), before + 1);
+      const other = await post('recon-1', { ...payload, confidence: 0.5 }, a.users.STAFF.headers, '/v1/ai/reconcile');
+      assert.equal(other.statusCode, 422, other.body);
+      assert.equal(await runs(), before + 1);
+    });
+
     test('keys are per practice: practice B’s identical key is its own request', async () => {
       const bService = await createService(app, b.users.MANAGER.headers);
       const payload = { name: 'Same key elsewhere', durationMinutes: 10, priceCents: 1 };
