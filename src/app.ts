@@ -195,7 +195,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   await registerOpenApi(app, config);
   app.addSchema(User);
   app.addSchema(Pagination);
-  registerVersionRoutes(app, config, MIGRATION_GUIDE);
+  registerVersionRoutes(app, config, MIGRATION_GUIDE, options.now);
 
   // Idempotency-Key on every authenticated POST (before the routes, so its hooks cover them all).
   registerIdempotency(app, db);

@@ -158,6 +158,16 @@ function readDate(env: Env, name: string): string | null {
   return raw;
 }
 
+/** A version's lifecycle dates; deprecation can't come after the sunset it announces. */
+function readVersionDates(env: Env, version: 'V1' | 'V2'): { deprecationDate: string | null; sunsetDate: string | null } {
+  const deprecationDate = readDate(env, `${version}_DEPRECATION_DATE`);
+  const sunsetDate = readDate(env, `${version}_SUNSET_DATE`);
+  if (deprecationDate !== null && sunsetDate !== null && deprecationDate > sunsetDate) {
+    throw new ConfigError(`${version}_DEPRECATION_DATE`, `must not be after ${version}_SUNSET_DATE (${sunsetDate}), got ${deprecationDate}`);
+  }
+  return { deprecationDate, sunsetDate };
+}
+
 function readTimeZone(env: Env, name: string, fallback: string): string {
   const zone = readString(env, name) ?? fallback;
   try {
@@ -316,8 +326,8 @@ export function loadConfig(env: Env = process.env): Config {
     ...readTlsFiles(env),
     databaseConnectTimeoutMs: readInteger(env, 'DATABASE_CONNECT_TIMEOUT_MS', 2000, 100, 60_000),
     versionDates: {
-      v1: { deprecationDate: readDate(env, 'V1_DEPRECATION_DATE'), sunsetDate: readDate(env, 'V1_SUNSET_DATE') },
-      v2: { deprecationDate: readDate(env, 'V2_DEPRECATION_DATE'), sunsetDate: readDate(env, 'V2_SUNSET_DATE') },
+      v1: readVersionDates(env, 'V1'),
+      v2: readVersionDates(env, 'V2'),
     },
     shutdownGraceMs: readInteger(env, 'SHUTDOWN_GRACE_MS', 10_000, 0, 300_000),
     publicBaseUrl: readUrl(env, 'PUBLIC_BASE_URL', ['http:', 'https:']),

@@ -88,12 +88,17 @@ export function registerVersionHeaders(app: FastifyInstance, config: Config, now
   });
 }
 
-export function registerVersionRoutes(app: FastifyInstance, config: Config, migrationGuide: string): void {
+/** A version's status today: from its deprecation date on it is "deprecated", whatever it was. */
+export function statusOn(version: ApiVersion, at: number): VersionStatus {
+  return version.deprecationDate !== null && at >= startOfDayUtc(version.deprecationDate) ? 'deprecated' : version.status;
+}
+
+export function registerVersionRoutes(app: FastifyInstance, config: Config, migrationGuide: string, now: () => number = Date.now): void {
   const versions = versionRegistry(config);
   app.get(
     '/versions',
     { schema: { tags: ['Meta'], summary: 'API versions and their status', response: { 200: VersionList } }, config: { public: true } },
-    async () => ({ data: versions, migrationStrategy: { ...MigrationStrategy } }),
+    async () => ({ data: versions.map((version) => ({ ...version, status: statusOn(version, now()) })), migrationStrategy: { ...MigrationStrategy } }),
   );
   app.get(MIGRATION_GUIDE_PATH, { schema: { hide: true }, config: { public: true } }, async (_request, reply) =>
     reply.type('text/plain; charset=utf-8').send(migrationGuide),

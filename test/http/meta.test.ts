@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { promisify } from 'node:util';
+import { ConfigError, loadConfig } from '../../src/config.js';
 import { openPglite } from '../../src/db/database.js';
 import { startTestApp } from '../helpers/app.js';
 
@@ -45,6 +46,17 @@ describe('versions', () => {
     assert.equal(response.headers.sunset, undefined);
   });
 
+  test('a deprecation date after the sunset date stops the start, naming the variable', () => {
+    assert.throws(
+      () => loadConfig({ NODE_ENV: 'test', V1_DEPRECATION_DATE: '2027-07-01', V1_SUNSET_DATE: '2027-06-30' }),
+      (error: unknown) => error instanceof ConfigError && error.variable === 'V1_DEPRECATION_DATE',
+    );
+    assert.deepEqual(loadConfig({ NODE_ENV: 'test', V2_DEPRECATION_DATE: '2027-06-30', V2_SUNSET_DATE: '2027-06-30' }).versionDates.v2, {
+      deprecationDate: '2027-06-30',
+      sunsetDate: '2027-06-30',
+    });
+  });
+
   describe('a deprecated version', async () => {
     const clock = { now: Date.parse('2027-03-01T12:00:00Z') };
     const dated = await startTestApp(
@@ -66,8 +78,21 @@ describe('versions', () => {
       assert.match(String(response.headers.link), /^<\/docs\/migration>; rel="deprecation"/);
     });
 
-    test('answers 410 Gone with the envelope after its sunset date', async () => {
-      clock.now = Date.parse('2027-07-01T00:00:00Z');
+    test('/versions reports it deprecated from its deprecation date on, stable before', async () => {
+      const statusOfV1 = async () =>
+        ((await dated.app.inject({ url: '/versions' })).json() as { data: Array<{ version: string; status: string }> }).data.find((v) => v.version === 'v1')!.status;
+      const saved = clock.now;
+      clock.now = Date.parse('2026-12-31T23:59:59Z');
+      assert.equal(await statusOfV1(), 'stable');
+      clock.now = Date.parse('2027-01-01T00:00:00Z');
+      assert.equal(await statusOfV1(), 'deprecated');
+      clock.now = saved;
+    });
+
+    test('answers 410 Gone with the envelope from its sunset date (00:00 UTC, the instant Sunset names)', async () => {
+      clock.now = Date.parse('2027-06-29T23:59:59Z');
+      assert.equal((await dated.app.inject({ url: '/v1/openapi.json' })).statusCode, 200);
+      clock.now = Date.parse('2027-06-30T00:00:00Z');
       const response = await dated.app.inject({ url: '/v1/openapi.json' });
       assert.equal(response.statusCode, 410);
       const body = response.json() as { error: { code: string; requestId: string } };
