@@ -6,9 +6,9 @@ const Email = Type.String({ format: 'email', maxLength: 254 });
 export const LoginBody = Type.Object(
   {
     email: Email,
-    // Blueprint: minLength 8. A shorter password can't be right, so it is simply a failed login
-    // (401), not a validation error that would reveal the policy to a guesser.
-    password: Type.String({ minLength: 1, maxLength: PASSWORD_MAX_LENGTH * 4 }),
+    // Blueprint: minLength 8, a 400 like any limit of the contract. It tells a guesser nothing
+    // the published policy doesn't, and costs no hash and no failed-login count.
+    password: Type.String({ minLength: 8, maxLength: PASSWORD_MAX_LENGTH * 4 }),
     mfaToken: Type.Optional(Type.String({ maxLength: 32, description: 'TOTP code, or a recovery code, when MFA is enabled' })),
   },
   { additionalProperties: false },

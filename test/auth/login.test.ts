@@ -51,6 +51,18 @@ for (const target of databaseTargets()) {
       assert.deepEqual(strip(unknown.body), strip(wrong.body));
     });
 
+    test('a password shorter than the blueprint’s 8 characters is a 400 naming the field, not a failed login', async () => {
+      const failures = async () =>
+        (await withPractice(db, practice.id, (tx) => tx.query<{ n: number }>('SELECT failed_logins AS n FROM users WHERE id = $1', [staff.id]))).rows[0]!.n;
+      const before = await failures();
+      const response = await login({ email: staff.email, password: 'short' });
+      assert.equal(response.statusCode, 400, response.body);
+      const error = (response.json() as { error: { code: string; details: Array<{ field: string }> } }).error;
+      assert.equal(error.code, 'VALIDATION_ERROR');
+      assert.deepEqual(error.details.map((d) => d.field), ['password']);
+      assert.equal(await failures(), before, 'not counted as a failed login');
+    });
+
     test('the login password never reaches the log', async () => {
       const secret = 'Sup3r-Secret-Passphrase-For-Log-Test';
       await login({ email: staff.email, password: secret });
