@@ -320,12 +320,18 @@ function describeWindow(ms: number): string {
 /** RateLimit-Limit/-Remaining/-Reset (draft-ietf-httpapi-ratelimit-headers-06, delta seconds)
  *  and the current draft's structured RateLimit-Policy / RateLimit. No X-RateLimit-*. */
 export function setRateLimitHeaders(reply: FastifyReply, decision: Decision): void {
+  reply.headers(rateLimitHeaders(decision));
+}
+
+function rateLimitHeaders(decision: Decision): Record<string, string> {
   const { name, rule, remaining, resetSeconds } = decision;
-  reply.header('ratelimit-limit', String(rule.max));
-  reply.header('ratelimit-remaining', String(remaining));
-  reply.header('ratelimit-reset', String(resetSeconds));
-  reply.header('ratelimit-policy', `"${name}";q=${rule.max};w=${Math.ceil(rule.windowMs / 1000)}`);
-  reply.header('ratelimit', `"${name}";r=${remaining};t=${resetSeconds}`);
+  return {
+    'ratelimit-limit': String(rule.max),
+    'ratelimit-remaining': String(remaining),
+    'ratelimit-reset': String(resetSeconds),
+    'ratelimit-policy': `"${name}";q=${rule.max};w=${Math.ceil(rule.windowMs / 1000)}`,
+    ratelimit: `"${name}";r=${remaining};t=${resetSeconds}`,
+  };
 }
 
 function rateLimited(decision: Decision, scope: 'ip' | 'account'): AppError {
@@ -343,7 +349,8 @@ function rateLimited(decision: Decision, scope: 'ip' | 'account'): AppError {
       { field: 'retryAfter', message: `Retry after ${resetSeconds} seconds (at ${retryAt})` },
       { field: 'limit', message: `${rule.max} requests per ${describeWindow(rule.windowMs)}` },
     ],
-    { 'retry-after': String(resetSeconds) },
+    // The refusing budget's own headers: a per-account refusal must not show the per-IP budget.
+    { ...rateLimitHeaders(decision), 'retry-after': String(resetSeconds) },
   );
 }
 

@@ -220,8 +220,13 @@ describe('blueprint 3.1 budgets', async () => {
     const attempt = () =>
       app.inject({ method: 'POST', url: '/v1/auth/login', remoteAddress: randomIp(), payload: { email, password: 'guess-guess-guess' } });
     for (let i = 0; i < 5; i++) assert.notEqual((await attempt()).statusCode, 429);
-    const error = assertRateLimited(await attempt());
+    const refused = await attempt();
+    const error = assertRateLimited(refused);
     assert.match(error.message, /this account/);
+    // The headers describe the budget that refused it, not the (fresh) per-IP one.
+    assert.match(String(refused.headers['ratelimit-policy']), /^"loginAccount";q=5;/);
+    assert.equal(refused.headers['ratelimit-remaining'], '0');
+    assert.equal(refused.headers['ratelimit-reset'], refused.headers['retry-after']);
   });
 
   test('a successful login gives the account owner a fresh budget', async () => {
