@@ -11,6 +11,7 @@ import { parseArgs } from 'node:util';
 import { recordAudit } from './audit/audit.js';
 import { checkPasswordPolicy, hashPassword } from './auth/passwords.js';
 import { isRole, isValidPermission, ROLES } from './auth/rbac.js';
+import { advanceTokenCutoff } from './auth/sessions.js';
 import { apiKeyHint, generateApiKey, hashToken } from './auth/tokens.js';
 import { normaliseEmail } from './auth/user-model.js';
 import { loadConfig } from './config.js';
@@ -103,14 +104,14 @@ const commands: Record<string, (db: Database, options: Options) => Promise<strin
     const hash = await hashPassword(password);
     await withSystem(db, async (tx) => {
       const { rows } = await tx.query<{ id: string; practice_id: string }>(
-        `UPDATE users SET password_hash = $2, failed_logins = 0, locked_until = NULL,
-                tokens_valid_after = now() + interval '1 second', sessions_valid_after = now(),
+        `UPDATE users SET password_hash = $2, failed_logins = 0, locked_until = NULL, sessions_valid_after = now(),
                 updated_at = now()
           WHERE email = $1 RETURNING id, practice_id`,
         [email, hash],
       );
       const user = rows[0];
       if (user === undefined) throw new UsageError(`no user with email ${email}`);
+      await advanceTokenCutoff(tx, user.id);
       await tx.query('UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL', [user.id]);
       await audit(tx, user.practice_id, 'auth.password_reset', 'user', [user.id]);
     });

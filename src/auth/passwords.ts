@@ -29,6 +29,11 @@ function normalize(password: string): string {
   return password.normalize('NFKC');
 }
 
+/** Shorter than any password the policy accepts, counted the way the policy counts. */
+export function isShorterThanAnyPassword(password: string): boolean {
+  return [...normalize(password)].length < PASSWORD_MIN_LENGTH;
+}
+
 export async function hashPassword(password: string): Promise<string> {
   return hash(normalize(password), ARGON2_PARAMS);
 }

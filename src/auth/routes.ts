@@ -15,7 +15,7 @@ import {
   verifySecondFactor,
   type MfaState,
 } from './mfa.js';
-import { checkPasswordPolicy, hashPassword, verifyPassword, verifyPasswordOrDummy } from './passwords.js';
+import { checkPasswordPolicy, hashPassword, isShorterThanAnyPassword, PASSWORD_MIN_LENGTH, verifyPassword, verifyPasswordOrDummy } from './passwords.js';
 import { persistTokenRevocation } from './revocation.js';
 import {
   LoginBody,
@@ -163,6 +163,9 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
     },
     async (request) => {
       const body = request.body as { email: string; password: string; mfaToken?: string };
+      if (isShorterThanAnyPassword(body.password)) {
+        throw validationError([{ field: 'password', message: `must be at least ${PASSWORD_MIN_LENGTH} characters` }]);
+      }
       const email = normaliseEmail(body.email);
       await app.loginAttemptGuard?.(request, email);
       const user = await withSystem(db, async (tx) => {
@@ -306,7 +309,7 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
   app.post(
     '/auth/logout',
     {
-      config: { selfService: true },
+      config: { selfService: true, optionalBody: true },
       schema: {
         tags: ['Authentication'],
         summary: 'End the session',

@@ -177,12 +177,25 @@ export async function revokeUserSessions(tx: Queryable, userId: string): Promise
 }
 
 /**
- * Refuses every access token the user holds now (deactivation, password change). Tokens carry
- * whole-second iat, so the cut-off is the next second: nothing issued up to now survives.
+ * Moves the user's access-token cut-off past every token they hold, in the database only (the
+ * CLI's path; running servers pick it up within seconds), and returns it (epoch seconds).
+ *
+ * Tokens carry whole-second iat, so the cut-off is the next whole second. It also always moves
+ * forward by at least a second: a token issued since the last cut-off is dated at it (sessionSubject),
+ * so a second cut-off in the same second must land after it, or that token would survive.
  */
+export async function advanceTokenCutoff(tx: Queryable, userId: string): Promise<number> {
+  const { rows } = await tx.query<{ cutoff: number }>(
+    `UPDATE users SET tokens_valid_after = greatest(to_timestamp($2), tokens_valid_after + interval '1 second')
+      WHERE id = $1 RETURNING extract(epoch FROM tokens_valid_after)::float8 AS cutoff`,
+    [userId, Math.floor(Date.now() / 1000) + 1],
+  );
+  return rows[0]?.cutoff ?? Math.floor(Date.now() / 1000) + 1;
+}
+
+/** Refuses every access token the user holds now (deactivation, password change, logout everywhere), on every instance. */
 export async function cutOffAccessTokens(app: FastifyInstance, tx: Queryable, userId: string): Promise<number> {
-  const cutoff = Math.floor(Date.now() / 1000) + 1;
-  await tx.query('UPDATE users SET tokens_valid_after = to_timestamp($2) WHERE id = $1', [userId, cutoff]);
+  const cutoff = await advanceTokenCutoff(tx, userId);
   await app.auth.revocations.revokeUserTokens(userId, cutoff);
   return cutoff;
 }

@@ -44,7 +44,7 @@ const SYSTEM_SCOPE: ScopeStatement = {
 };
 
 function assertUuid(practiceId: string): void {
-  if (!UUID.test(practiceId)) throw new TypeError('practice id must be a UUID');
+  if (!isUuid(practiceId)) throw new TypeError('practice id must be a UUID');
 }
 
 // The id is inlined so that scoping travels with BEGIN in one round trip; it is only ever a UUID
@@ -55,6 +55,9 @@ function practiceScope(practiceId: string): string {
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** A UUID in its text form, any case: the one test for ids everywhere (practice ids here, path ids in routes). */
+export const isUuid = (value: string) => UUID.test(value);
 
 /**
  * The cross-practice path (login by email, first start, audit sealing). Rare on purpose: grep for

@@ -141,6 +141,8 @@ export function frameworkError(error: FastifyError, request: FastifyRequest, rep
   reply.header('cache-control', 'no-store');
   const status = error.statusCode ?? 400;
   const message = ROUTING_MESSAGES[error.code] ?? 'The request could not be routed';
+  // The line the requestId finds (no request line is written for these); never the path.
+  request.log.info({ requestId: request.id, correlationId: request.correlationId, statusCode: status, code: error.code }, 'request refused while routing');
   return send(request, reply, status, CODE_BY_STATUS[status] ?? 'BAD_REQUEST', message);
 }
 

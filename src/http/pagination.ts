@@ -26,7 +26,7 @@ export function pagination(page: number, limit: number, total: number) {
 }
 
 /** Ids are UUIDs; anything else names no record (404), and never reaches SQL as a cast error. */
-export const isUuid = (value: string) => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(value);
+export { isUuid } from '../db/scope.js';
 
 /** The longest path segment the router hands to a route (Fastify's maxParamLength); longer is a 414 while routing. */
 export const MAX_PATH_SEGMENT = 2048;

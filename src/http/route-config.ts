@@ -18,6 +18,9 @@ declare module 'fastify' {
      *  'transactional': the handler stores its response with completeIdempotentRequest() in its own
      *  transaction (crash-safe; a lapsed claim may be taken over). */
     idempotent?: boolean | 'transactional';
+    /** The body may be left out (logout): an empty body is then no body, even with a JSON
+     *  Content-Type, instead of 400 INVALID_JSON; the route's preValidation supplies the default. */
+    optionalBody?: boolean;
     /** Larger body limit routes (import, reconcile) declare their own. */
   }
 }

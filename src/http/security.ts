@@ -147,7 +147,7 @@ const NOT_HTTP = { status: 400, code: 'BAD_REQUEST', message: 'The request is no
  * never reaches Fastify: the envelope with fresh ids and the security headers, like every other
  * error, and the connection closed (after a parse error nothing more can be read from it).
  */
-export function clientErrorHandler(error: Error & { code?: string }, socket: Socket): void {
+export function clientErrorHandler(this: FastifyInstance | undefined, error: Error & { code?: string }, socket: Socket): void {
   if (error.code === 'ECONNRESET' || socket.destroyed) return;
   if (!socket.writable) {
     socket.destroy();
@@ -167,6 +167,8 @@ export function clientErrorHandler(error: Error & { code?: string }, socket: Soc
     'x-correlation-id': correlationId,
     connection: 'close',
   };
+  // The line the requestId finds (Fastify binds this handler to the instance).
+  this?.log.info({ requestId, correlationId, statusCode: status, code: error.code }, 'request refused by the HTTP parser');
   const head = Object.entries(headers).map(([name, value]) => `${name}: ${value}`).join('\r\n');
   socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n${head}\r\n\r\n${body}`);
 }

@@ -47,7 +47,38 @@ export function acceptOnlyUtf8Json(app: FastifyInstance): void {
     if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') {
       return done(new AppError('UNSUPPORTED_MEDIA_TYPE', 415, 'Unsupported charset: send application/json in UTF-8'), undefined);
     }
+    if (body.length === 0 && request.routeOptions.config.optionalBody === true) return done(null, undefined);
     if (!isUtf8(body)) return done(new AppError('INVALID_JSON', 400, 'The request body is not valid UTF-8'), undefined);
-    parseJson(request, body.toString('utf8'), done);
+    const text = body.toString('utf8');
+    parseJson(request, text, (error, parsed) => {
+      // Valid UTF-8 can still spell half a character as an escape ("\ud800"), which would be
+      // stored as U+FFFD: refused like bytes that aren't UTF-8. Only looked for when the text has
+      // such an escape at all.
+      if (error === null && SURROGATE_ESCAPE.test(text) && hasLoneSurrogate(parsed)) {
+        return done(new AppError('INVALID_JSON', 400, 'The request body contains an unpaired surrogate escape (such as \\ud800): not valid Unicode text'), undefined);
+      }
+      done(error, parsed);
+    });
   });
+}
+
+const SURROGATE_ESCAPE = /\\u[dD][89a-fA-F]/;
+// With the u flag a surrogate pair is one code point, so this matches only an unpaired half.
+const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
+
+/** Whether any string or key in a parsed JSON value holds an unpaired surrogate (iterative: bodies can nest deep). */
+function hasLoneSurrogate(value: unknown): boolean {
+  const pending: unknown[] = [value];
+  while (pending.length > 0) {
+    const current = pending.pop();
+    if (typeof current === 'string') {
+      if (LONE_SURROGATE.test(current)) return true;
+    } else if (current !== null && typeof current === 'object') {
+      for (const [key, child] of Object.entries(current)) {
+        if (LONE_SURROGATE.test(key)) return true;
+        pending.push(child);
+      }
+    }
+  }
+  return false;
 }

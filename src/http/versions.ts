@@ -88,9 +88,10 @@ export function registerVersionHeaders(app: FastifyInstance, config: Config, now
   });
 }
 
-/** A version's status today: from its deprecation date on it is "deprecated", whatever it was. */
+/** A version's status today: from its deprecation (or, failing that, its sunset) date on it is "deprecated". */
 export function statusOn(version: ApiVersion, at: number): VersionStatus {
-  return version.deprecationDate !== null && at >= startOfDayUtc(version.deprecationDate) ? 'deprecated' : version.status;
+  const since = version.deprecationDate ?? version.sunsetDate;
+  return since !== null && at >= startOfDayUtc(since) ? 'deprecated' : version.status;
 }
 
 export function registerVersionRoutes(app: FastifyInstance, config: Config, migrationGuide: string, now: () => number = Date.now): void {

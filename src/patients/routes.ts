@@ -8,7 +8,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { recordAudit, requestOrigin, type AuditEvent } from '../audit/audit.js';
 import { principalOf } from '../auth/guard.js';
 import type { Database, Queryable } from '../db/database.js';
-import { readInPractice, withPractice } from '../db/scope.js';
+import { isUuid, readInPractice, withPractice } from '../db/scope.js';
 import { validationDetails } from '../http/error-handler.js';
 import { AppError, conflict, notFound, validationError, type ErrorDetail } from '../http/errors.js';
 import { errorResponses } from '../http/openapi.js';
@@ -38,7 +38,6 @@ import {
   listPatientsStatement,
   listPatientsTotalStatement,
   updatePatient,
-  UUID,
   type Duplicate,
   type PatientListOptions,
   type PatientRow,
@@ -88,7 +87,7 @@ async function withDuplicateRace<T>(db: Database, practiceId: string, key: () =>
 
 /** A malformed id can't name a patient: the same 404 as an unknown one, without a query. */
 function assertPatientId(id: string): void {
-  if (!UUID.test(id)) throw notFound('Patient');
+  if (!isUuid(id)) throw notFound('Patient');
 }
 
 type WriteResult = { patient: PatientRecord } | { duplicate: Duplicate } | { missing: true };

@@ -64,7 +64,6 @@ function columnValue(field: keyof PatientFields, value: unknown): unknown {
   return value;
 }
 
-export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export async function insertPatient(
   tx: Queryable,

@@ -13,6 +13,7 @@ import { hasPermission } from '../auth/rbac.js';
 import { withPractice } from '../db/scope.js';
 import { AppError, forbidden, notFound, validationError, type ErrorDetail } from '../http/errors.js';
 import { errorResponses } from '../http/openapi.js';
+import { isUuid } from '../http/pagination.js';
 import { CircuitBreaker, CircuitOpenError, type BreakerSnapshot } from '../resilience/circuit-breaker.js';
 import type { PracticeAppointment, PracticePatient, ReconcileResult } from './engine.js';
 import { normaliseKey, recogniseKey } from './fields.js';
@@ -78,23 +79,25 @@ function fieldMappingDetails(fieldMapping: Record<string, string> | undefined): 
  */
 export const MAX_RECORD_NESTING = 32;
 
-/** Whether `value` nests objects or arrays more than `limit` levels deep (iterative: no recursion to overflow). */
-function nestsDeeperThan(value: unknown, limit: number): boolean {
-  const pending: Array<{ value: unknown; depth: number }> = [{ value, depth: 1 }];
-  while (pending.length > 0) {
-    const { value: current, depth } = pending.pop()!;
-    if (depth > limit) return true;
-    for (const child of Object.values(current as object)) {
-      if (child !== null && typeof child === 'object') pending.push({ value: child, depth: depth + 1 });
-    }
+/**
+ * Whether `value` (an object or array) nests objects or arrays more than `levels` deep. Recursive
+ * but bounded: it stops descending at the limit, so the stack never holds more than `levels`
+ * frames, and it allocates nothing per node (a 25 MB body of tiny arrays stays cheap).
+ */
+function nestsDeeperThan(value: object, levels: number): boolean {
+  if (levels === 0) return true;
+  for (const key in value) {
+    const child = (value as Record<string, unknown>)[key];
+    if (child !== null && typeof child === 'object' && nestsDeeperThan(child, levels - 1)) return true;
   }
   return false;
 }
 
-function nestingDetails(data: readonly object[]): ErrorDetail[] {
+/** One detail per record of `data` nested too deep (the body is JSON: only plain objects and arrays). */
+export function nestingDetails(data: readonly unknown[]): ErrorDetail[] {
   const details: ErrorDetail[] = [];
   data.forEach((record, index) => {
-    if (nestsDeeperThan(record, MAX_RECORD_NESTING)) {
+    if (record !== null && typeof record === 'object' && nestsDeeperThan(record, MAX_RECORD_NESTING)) {
       details.push({ field: `data.${index}`, message: `nests objects or arrays more than ${MAX_RECORD_NESTING} levels deep` });
     }
   });
@@ -198,6 +201,13 @@ export const reconcileRoutes: FastifyPluginAsync<ReconcileRouteOptions> = async 
       // should get that run back, not start a second one. Not 'transactional': the response is
       // stored once sent, so a crash in between leaves the key claimed (a retry is refused, not rerun).
       config: { permission: 'read:patients', requestTimeoutMs: app.config.reconcile.timeoutMs + 30_000, idempotent: true },
+      // Before validation and before anything walks the body recursively (the Idempotency-Key
+      // fingerprint, the copy to a worker): a record nested thousands deep would overflow the stack.
+      preValidation: (request, _reply, done) => {
+        const data = (request.body as { data?: unknown } | null)?.data;
+        const problems = Array.isArray(data) ? nestingDetails(data) : [];
+        done(problems.length > 0 ? validationError(problems) : undefined);
+      },
       schema: {
         tags: ['AI'],
         summary: 'AI-powered data reconciliation',
@@ -224,8 +234,8 @@ export const reconcileRoutes: FastifyPluginAsync<ReconcileRouteOptions> = async 
       }
       const oneToOne = body.oneToOne ?? false;
       const fieldMapping = body.fieldMapping as Record<string, string> | undefined;
-      const inputProblems = [...fieldMappingDetails(fieldMapping), ...nestingDetails(body.data)];
-      if (inputProblems.length > 0) throw validationError(inputProblems);
+      const mappingProblems = fieldMappingDetails(fieldMapping);
+      if (mappingProblems.length > 0) throw validationError(mappingProblems);
 
       // Refuse before loading anything when the answer would be 503 anyway.
       try {
@@ -361,8 +371,10 @@ export const reconcileRoutes: FastifyPluginAsync<ReconcileRouteOptions> = async 
         const origin = { ...requestOrigin(request), practiceId, actorType: principal.kind, actorId: principal.id, action: 'reconciliation.read' };
         if (found === null) {
           // A miss is recorded too, as for patients and appointments: probing for other practices'
-          // runs should show in the log. The id asked for is kept (cut short: it is the caller's text).
-          await recordAudit(tx, { ...origin, resourceType: 'reconciliation_run', outcome: 'failure', details: { runId: request.params.runId.slice(0, 100) } });
+          // runs should show in the log. Only a well-formed id is kept: anything else is the
+          // caller's free text (it could be a name pasted into a URL).
+          const asked = request.params.runId;
+          await recordAudit(tx, { ...origin, resourceType: 'reconciliation_run', outcome: 'failure', details: isUuid(asked) ? { runId: asked } : { malformedId: true } });
           return null;
         }
         await recordAudit(tx, {

@@ -2,6 +2,7 @@
 // and reading runs. Every function takes a practice-scoped transaction (withPractice), so row-level
 // security is on; the explicit practice_id filters are the first line, RLS the second.
 import type { Queryable } from '../db/database.js';
+import { isUuid } from '../db/scope.js';
 import type { Algorithm, PracticeAppointment, PracticePatient, ReconciliationMatch } from './engine.js';
 
 export type ReconcileTarget = 'PATIENTS' | 'APPOINTMENTS';
@@ -165,11 +166,10 @@ interface RunRow {
 
 const parseJson = <T>(value: T | string): T => (typeof value === 'string' ? (JSON.parse(value) as T) : value);
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** The run, or null when it doesn't exist, belongs to another practice, or the id is malformed. */
 export async function findRun(tx: Queryable, practiceId: string, runId: string): Promise<StoredRun | null> {
-  if (!UUID.test(runId)) return null;
+  if (!isUuid(runId)) return null;
   const { rows } = await tx.query<RunRow>(
     `SELECT id, created_at, created_by_type, created_by_id, algorithm, target, confidence_threshold, one_to_one,
             record_count, matched_count, unmatched_count, candidate_count, mean_confidence, processing_ms,

@@ -63,6 +63,21 @@ for (const target of databaseTargets()) {
       assert.equal(await failures(), before, 'not counted as a failed login');
     });
 
+    test('the 8-character minimum counts as the password policy does (after NFKC): a ligature password still logs in', async () => {
+      const ligatures = await createTestPractice(app, 'Ligature Spa');
+      const user = ligatures.users.STAFF;
+      const typed = 'Q7\ufb03#k\ufb02'; // 6 characters as typed, 9 after normalisation ("ffi", "fl")
+      const changed = await app.inject({
+        method: 'POST',
+        url: '/v1/auth/password',
+        headers: user.headers,
+        payload: { currentPassword: user.password, newPassword: typed },
+      });
+      assert.equal(changed.statusCode, 200, changed.body);
+      const response = await login({ email: user.email, password: typed });
+      assert.equal(response.statusCode, 200, response.body);
+    });
+
     test('the login password never reaches the log', async () => {
       const secret = 'Sup3r-Secret-Passphrase-For-Log-Test';
       await login({ email: staff.email, password: secret });
@@ -145,12 +160,38 @@ for (const target of databaseTargets()) {
         const desk = (await login({ email: user.email, password: user.password })).json() as Session;
         const out = await app.inject({ method: 'POST', url: '/v1/auth/logout', headers: { authorization: `Bearer ${desk.accessToken}` } });
         assert.equal(out.statusCode, 204, out.body);
+        // Many clients send a JSON Content-Type with an empty body: the same logout.
+        const laptop = (await login({ email: user.email, password: user.password })).json() as Session;
+        const emptyJson = await app.inject({
+          method: 'POST',
+          url: '/v1/auth/logout',
+          headers: { authorization: `Bearer ${laptop.accessToken}`, 'content-type': 'application/json' },
+          payload: '',
+        });
+        assert.equal(emptyJson.statusCode, 204, emptyJson.body);
+        assert.equal((await me(laptop.accessToken)).statusCode, 401);
         assert.equal((await me(desk.accessToken)).statusCode, 401);
         assert.equal((await me(phone.accessToken)).statusCode, 401, 'the other device’s access token is cut off too');
         const refreshed = await app.inject({ method: 'POST', url: '/v1/auth/refresh', payload: { refreshToken: phone.refreshToken } });
         assert.equal(refreshed.statusCode, 401);
         const again = (await login({ email: user.email, password: user.password })).json() as Session;
         assert.equal((await me(again.accessToken)).statusCode, 200, 'a login right after works');
+      });
+
+      test('a token issued between two cut-offs in the same second is refused by the second', async (t) => {
+        // Within one second: a role change, a login (its token dated at the cut-off), the role
+        // changed back. The second cut-off must land after the first, or that token would live on.
+        const fixed = Math.floor(Date.now() / 1000) * 1000 + 500;
+        t.mock.method(Date, 'now', () => fixed);
+        const user = spa.users.MANAGER;
+        const setRole = (role: string) => app.inject({ method: 'PATCH', url: `/v1/users/${user.id}`, headers: spa.users.ADMIN.headers, payload: { role } });
+        assert.equal((await setRole('STAFF')).statusCode, 200);
+        const between = (await login({ email: user.email, password: user.password })).json() as Session;
+        assert.equal((await me(between.accessToken)).statusCode, 200, 'works while its role is current');
+        assert.equal((await setRole('MANAGER')).statusCode, 200);
+        assert.equal((await me(between.accessToken)).statusCode, 401, 'a STAFF token must not outlive the change back to MANAGER');
+        const after = (await login({ email: user.email, password: user.password })).json() as Session;
+        assert.equal((await me(after.accessToken)).statusCode, 200);
       });
 
       test('a login and a refresh right after a role change give tokens that work at once', async () => {

@@ -197,6 +197,19 @@ for (const target of databaseTargets()) {
       assert.equal(await patientsBefore(), before);
     });
 
+    test('refuses half a character spelled as an escape (\\ud800) instead of storing U+FFFD; a whole pair is fine', async () => {
+      const before = await patientsBefore();
+      for (const notes of [String.raw`abc\ud800def`, String.raw`\udfff\ud800`]) {
+        const response = await post(`{"firstName":"Half","lastName":"Surrogate","notes":"${notes}"}`, 'application/json');
+        assert.equal(response.statusCode, 400, response.body);
+        assert.equal((response.json() as { error: { code: string } }).error.code, 'INVALID_JSON');
+      }
+      assert.equal(await patientsBefore(), before);
+      const whole = await post(String.raw`{"firstName":"Whole","lastName":"Surrogate","notes":"smile \ud83d\ude00"}`, 'application/json');
+      assert.equal(whole.statusCode, 201, whole.body);
+      assert.equal((whole.json() as { notes: string }).notes, 'smile 😀');
+    });
+
     test('a charset other than UTF-8 is 415; charset=utf-8 and a byte-order mark are accepted', async () => {
       const body = JSON.stringify({ firstName: 'René', lastName: 'Charset' });
       const other = await post(Buffer.from(body, 'latin1'), 'application/json; charset=iso-8859-1');

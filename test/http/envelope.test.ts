@@ -108,7 +108,7 @@ describe('error envelope', () => {
     }
 
     /** Sends raw bytes to a listening copy of the app and reads the whole answer (the server closes). */
-    async function raw(request: string): Promise<{ status: number; headers: Record<string, string>; body: string }> {
+    async function raw(request: string): Promise<{ status: number; headers: Record<string, string>; body: string; logs: Array<Record<string, unknown>> }> {
       const listening = await startTestApp(db);
       await listening.app.listen({ port: 0, host: '127.0.0.1' });
       try {
@@ -124,7 +124,7 @@ describe('error envelope', () => {
         const [head = '', body = ''] = text.split('\r\n\r\n');
         const [statusLine = '', ...lines] = head.split('\r\n');
         const headers = Object.fromEntries(lines.map((line) => [line.slice(0, line.indexOf(':')).toLowerCase(), line.slice(line.indexOf(':') + 1).trim()]));
-        return { status: Number(statusLine.split(' ')[1]), headers, body };
+        return { status: Number(statusLine.split(' ')[1]), headers, body, logs: listening.logs };
       } finally {
         await listening.app.close();
       }
@@ -147,12 +147,17 @@ describe('error envelope', () => {
         assert.equal(answer.headers['x-content-type-options'], 'nosniff');
         assert.equal(answer.headers['cache-control'], 'no-store');
         assert.equal(answer.headers.connection, 'close');
+        // The request id finds its log line.
+        assert.ok(answer.logs.some((line) => line.requestId === body.error.requestId && line.statusCode === status), JSON.stringify(answer.logs.slice(-3)));
       });
     }
 
     test('an undecodable URL is a 400 envelope with the ids and the security headers, the path not echoed', async () => {
       const error = assertFullResponse(await t.app.inject({ url: '/v1/patients/%E0%A4%A', headers: withIds }), 400, 'BAD_REQUEST');
       assert.doesNotMatch(error.message, /patients|%E0/);
+      const line = t.logs.find((entry) => entry.requestId === error.requestId && entry.statusCode === 400);
+      assert.ok(line, 'the request id finds a log line');
+      assert.doesNotMatch(JSON.stringify(line), /%E0/, 'without the path');
     });
 
     test('a long malformed id is the route\'s answer (401 without credentials), not a routing error', async () => {

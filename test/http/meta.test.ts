@@ -8,6 +8,7 @@ import { after, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { ConfigError, loadConfig } from '../../src/config.js';
 import { openPglite } from '../../src/db/database.js';
+import { statusOn } from '../../src/http/versions.js';
 import { startTestApp } from '../helpers/app.js';
 
 const db = await openPglite({ dataDir: undefined });
@@ -44,6 +45,12 @@ describe('versions', () => {
     const response = await app.inject({ url: '/v1/openapi.json' });
     assert.equal(response.headers.deprecation, undefined);
     assert.equal(response.headers.sunset, undefined);
+  });
+
+  test('a version with only a sunset date shows deprecated from that date (it answers 410 by then)', () => {
+    const v1 = { version: 'v1', status: 'stable' as const, features: [], deprecationDate: null, sunsetDate: '2027-06-30' };
+    assert.equal(statusOn(v1, Date.parse('2027-06-29T23:59:59Z')), 'stable');
+    assert.equal(statusOn(v1, Date.parse('2027-06-30T00:00:00Z')), 'deprecated');
   });
 
   test('a deprecation date after the sunset date stops the start, naming the variable', () => {

@@ -167,9 +167,17 @@ for (const target of databaseTargets()) {
         };
         const deep = `{"data":[{"firstName":"Fine"},${'{"patient":'.repeat(4_999)}{"First Name":"Liz"}${'}'.repeat(4_999)}]}`;
         for (let attempt = 0; attempt < 6; attempt++) {
-          const response = await app.inject({ method: 'POST', url: '/v1/ai/reconcile', headers: { ...staff, 'content-type': 'application/json' }, payload: deep });
+          // Half of them with an Idempotency-Key, whose fingerprint walks the body too.
+          const key = attempt % 2 === 0 ? { 'idempotency-key': `deep-${attempt}` } : {};
+          const response = await app.inject({ method: 'POST', url: '/v1/ai/reconcile', headers: { ...staff, ...key, 'content-type': 'application/json' }, payload: deep });
           assert.deepEqual(fields(response), ['data.1']);
         }
+        const wide = `{"data":[${Array.from({ length: 10_000 }, () => '{"a":[[],[],[]],"b":{"c":{}}}').join(',')}]}`;
+        assert.equal(
+          (await app.inject({ method: 'POST', url: '/v1/ai/reconcile', headers: { ...staff, 'content-type': 'application/json' }, payload: wide })).statusCode,
+          200,
+          'a wide body within the limit is accepted',
+        );
         const ready = (await app.inject({ url: '/health/ready' })).json() as { checks: Record<string, { detail?: string; degraded?: boolean }> };
         assert.notEqual(ready.checks.reconciliation?.degraded, true, JSON.stringify(ready.checks.reconciliation));
         assert.equal((await post({ data: [nest(32)] })).statusCode, 200, 'a record at the nesting limit is accepted');
@@ -297,6 +305,9 @@ for (const target of databaseTargets()) {
       errorOf(theirs, 404, 'NOT_FOUND');
       errorOf(await app.inject({ url: '/v1/ai/reconcile/00000000-0000-4000-8000-000000000000', headers: staff }), 404, 'NOT_FOUND');
       errorOf(await app.inject({ url: "/v1/ai/reconcile/1' OR '1'='1", headers: staff }), 404, 'NOT_FOUND');
+      // Text that can't be stored (NUL, half an emoji) is a malformed id like any other: a 404.
+      errorOf(await app.inject({ url: '/v1/ai/reconcile/%00', headers: staff }), 404, 'NOT_FOUND');
+      errorOf(await app.inject({ url: `/v1/ai/reconcile/${'x'.repeat(99)}${encodeURIComponent('😀')}`, headers: staff }), 404, 'NOT_FOUND');
       // The probe shows in B's audit log as a failed read naming the run asked for.
       const probes = await withPractice(app.db, other.id, (tx) =>
         tx.query<{ outcome: string; actor_id: string }>(
