@@ -197,6 +197,17 @@ const inProgress = () =>
     { 'retry-after': '1' },
   );
 
+/** The records a replayed answer without a Location shows again, as its route names them (config.replayedIds). */
+function replayedIds(request: FastifyRequest, body: unknown): string[] {
+  const pick = request.routeOptions.config.replayedIds;
+  if (pick === undefined || body === null || body === undefined) return [];
+  try {
+    return pick(typeof body === 'string' ? JSON.parse(body) : body);
+  } catch {
+    return [];
+  }
+}
+
 async function replay(db: Database, request: FastifyRequest, reply: FastifyReply, practiceId: string, stored: StoredKey) {
   const headers = stored.response_headers ?? {};
   const location = headers.location;
@@ -210,7 +221,7 @@ async function replay(db: Database, request: FastifyRequest, reply: FastifyReply
       actorId: principal.id,
       action: 'idempotency.replay',
       resourceType: null,
-      resourceIds: location ? [location.split('/').pop() ?? ''] : [],
+      resourceIds: location ? [location.split('/').pop() ?? ''] : replayedIds(request, stored.response_body),
       outcome: 'success',
       details: { method: request.method, path: request.routeOptions.url, status: stored.response_status, originalRequestId: stored.request_id },
     }),

@@ -21,6 +21,9 @@ declare module 'fastify' {
     /** The body may be left out (logout): an empty body is then no body, even with a JSON
      *  Content-Type, instead of 400 INVALID_JSON; the route's preValidation supplies the default. */
     optionalBody?: boolean;
+    /** For an idempotent route whose answer has no Location: the ids of the records a replay of
+     *  that answer shows again, for the replay's audit event (e.g. a reconciliation's matches). */
+    replayedIds?: (storedBody: unknown) => string[];
     /** Larger body limit routes (import, reconcile) declare their own. */
   }
 }

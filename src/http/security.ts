@@ -125,6 +125,9 @@ export function serverOptions(config: TimeoutConfig, tls: TlsMaterial | null = r
     requestTimeout,
     keepAliveTimeout: config.httpKeepAliveTimeoutMs,
     connectionsCheckingInterval: 1000,
+    // Node would answer a Host-less HTTP/1.1 request itself (a bare 400); the request hook below
+    // refuses it instead, with the envelope and headers every other error has.
+    requireHostHeader: false,
   };
   const base = { requestTimeout, keepAliveTimeout: config.httpKeepAliveTimeoutMs };
   if (tls === null) return { ...base, http: node };
@@ -239,6 +242,9 @@ export function setSecurityHeaders(request: FastifyRequest, reply: FastifyReply)
 export async function registerSecurity(app: FastifyInstance, config: Config): Promise<void> {
   app.addHook('onRequest', (request, reply, done) => {
     setSecurityHeaders(request, reply);
+    if (request.raw.httpVersionMajor === 1 && request.raw.httpVersionMinor >= 1 && request.headers.host === undefined) {
+      return done(new AppError('BAD_REQUEST', 400, 'An HTTP/1.1 request needs a Host header (RFC 9112)'));
+    }
     done();
   });
 

@@ -200,7 +200,13 @@ export const reconcileRoutes: FastifyPluginAsync<ReconcileRouteOptions> = async 
       // Idempotent on request (Idempotency-Key): a run is stored, and a retry after a timeout
       // should get that run back, not start a second one. Not 'transactional': the response is
       // stored once sent, so a crash in between leaves the key claimed (a retry is refused, not rerun).
-      config: { permission: 'read:patients', requestTimeoutMs: app.config.reconcile.timeoutMs + 30_000, idempotent: true },
+      config: {
+        permission: 'read:patients',
+        requestTimeoutMs: app.config.reconcile.timeoutMs + 30_000,
+        idempotent: true,
+        // A replay discloses the same matches again: its audit event names them, as the run's did.
+        replayedIds: (body) => [...new Set(((body as { matches?: Array<{ entityId: string }> }).matches ?? []).map((match) => match.entityId))],
+      },
       // Before validation and before anything walks the body recursively (the Idempotency-Key
       // fingerprint, the copy to a worker): a record nested thousands deep would overflow the stack.
       preValidation: (request, _reply, done) => {

@@ -436,6 +436,21 @@ for (const target of databaseTargets()) {
         assert.ok((await auditActions(db, a.id, listed[2]!.id)).includes('appointment.list'));
       });
 
+      test('open-ended ranges and every filter at once', async () => {
+        const ids = async (query: string) => {
+          const response = await app.inject({ url: `/v1/appointments?${query}&practitionerId=${practitioner2}&limit=100`, headers: staff });
+          assert.equal(response.statusCode, 200, response.body);
+          return (response.json() as { data: AppointmentBody[] }).data.map((x) => x.id);
+        };
+        const all = listed.map((x) => x.id);
+        assert.deepEqual(await ids('startDate=2027-07-01'), all, 'from a day on');
+        assert.deepEqual(await ids('startDate=2027-07-02'), [], 'from the next day on');
+        assert.deepEqual(await ids('endDate=2027-07-01'), all, 'up to a day');
+        assert.deepEqual(await ids('endDate=2027-06-30'), [], 'up to the day before');
+        const every = await ids(`startDate=2027-07-01&endDate=2027-07-01&patientId=${listPatient}&status=SCHEDULED`);
+        assert.ok(every.length > 0 && every.every((id) => all.includes(id)));
+      });
+
       test('filters by status', async () => {
         await app.inject({ method: 'PATCH', url: `/v1/appointments/${listed[4]!.id}`, headers: staff, payload: { status: 'CONFIRMED' } });
         const response = await app.inject({ url: `/v1/appointments?status=CONFIRMED&practitionerId=${practitioner2}`, headers: staff });

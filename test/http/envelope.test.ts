@@ -133,6 +133,7 @@ describe('error envelope', () => {
     for (const [name, request, status, code] of [
       ['headers over the size limit', `GET /health HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'HEADERS_TOO_LARGE'],
       ['a garbage request line', 'HELLO THERE\r\n\r\n', 400, 'BAD_REQUEST'],
+      ['an HTTP/1.1 request without Host', 'GET /v1/patients HTTP/1.1\r\nConnection: close\r\n\r\n', 400, 'BAD_REQUEST'],
       ['Content-Length with Transfer-Encoding (request smuggling)', 'POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', 400, 'BAD_REQUEST'],
     ] as const) {
       test(`a request Node cannot parse (${name}) is a ${status} envelope with fresh ids and the security headers`, async () => {

@@ -98,7 +98,9 @@ for (const target of databaseTargets()) {
     });
 
     test('every POST accepts the key: a retried reconciliation replays the stored run instead of running again', async () => {
-      const payload = { data: [{ 'First Name': 'Retry', 'Last Name': 'Later', DOB: '1980-02-03' }] };
+      const patient = { firstName: 'Retry', lastName: 'Later', dateOfBirth: '1980-02-03', email: 'retry.later@example.test' };
+      assert.equal((await app.inject({ method: 'POST', url: '/v1/patients', headers: a.users.ADMIN.headers, payload: patient })).statusCode, 201);
+      const payload = { data: [{ 'First Name': 'Retry', 'Last Name': 'Later', DOB: '1980-02-03', Email: 'retry.later@example.test' }] };
       const runs = () => withPractice(db, a.id, async (tx) => (await tx.query('SELECT id FROM reconciliation_runs')).rows.length);
       const before = await runs();
       const first = await post('recon-1', payload, a.users.STAFF.headers, '/v1/ai/reconcile');
@@ -108,6 +110,13 @@ for (const target of databaseTargets()) {
       assert.equal(retry.headers['idempotent-replayed'], 'true');
       assert.equal(retry.body, first.body);
       assert.equal(await runs(), before + 1);
+      // The replay shows the same matches again: its audit event names them, as the run's did.
+      const matched = [...new Set((first.json() as { matches: Array<{ entityId: string }> }).matches.map((m) => m.entityId))].sort();
+      assert.equal(matched.length, 1, 'the export row matched its patient');
+      const replays = await withPractice(db, a.id, (tx) =>
+        tx.query<{ resource_ids: string[] }>("SELECT resource_ids FROM audit_events WHERE action = 'idempotency.replay' AND request_id = $1", [retry.headers['x-request-id']]),
+      );
+      assert.deepEqual(replays.rows.map((row) => [...row.resource_ids].sort()), [matched]);
       const other = await post('recon-1', { ...payload, confidence: 0.5 }, a.users.STAFF.headers, '/v1/ai/reconcile');
       assert.equal(other.statusCode, 422, other.body);
       assert.equal(await runs(), before + 1);
