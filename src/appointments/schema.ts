@@ -1,7 +1,8 @@
 // Wire shapes of appointments (blueprint 1.4: AppointmentCreate, Appointment, the list query).
 import { Type, type Static, type TSchema } from 'typebox';
 import { PageQuery, paginated, PathId } from '../http/pagination.js';
-import { APPOINTMENT_STATUSES, type AppointmentStatus as AppointmentStatusValue } from './rules.js';
+import { StringEnum } from '../http/validation.js';
+import { APPOINTMENT_STATUSES } from './rules.js';
 
 /** OpenAPI 3.0's `nullable: true` (Ajv and fast-json-stringify both understand it). */
 function nullable<T extends TSchema>(schema: T) {
@@ -21,9 +22,7 @@ const Room = Type.String({
   examples: ['Laser 1'],
 });
 
-export const AppointmentStatus = Type.Unsafe<AppointmentStatusValue>({
-  type: 'string',
-  enum: [...APPOINTMENT_STATUSES],
+export const AppointmentStatus = StringEnum(APPOINTMENT_STATUSES, {
   description: 'SCHEDULED, CONFIRMED, COMPLETED, CANCELLED, or NO_SHOW (patient did not come)',
 });
 
