@@ -3,6 +3,7 @@
 // to the caller's practice; the explicit practice filters are there for the planner and for
 // readability.
 import type { Queryable } from '../db/database.js';
+import { isoFromUtcText, utcText } from '../db/timestamps.js';
 import type { ErrorDetail } from '../http/errors.js';
 import { MAX_APPOINTMENT_MS, type AppointmentStatus } from './rules.js';
 import type { Appointment } from './schema.js';
@@ -27,7 +28,27 @@ export interface AppointmentRow {
 export const APPOINTMENT_COLUMNS = `id, patient_id, practitioner_id, service_id, start_time, end_time, room, notes,
   status, price_cents, cancellation_reason, cancelled_at, created_at, updated_at`;
 
-const iso = (value: Date) => new Date(value).toISOString();
+type TimestampColumn = 'start_time' | 'end_time' | 'cancelled_at' | 'created_at' | 'updated_at';
+const TIMESTAMP_COLUMNS: ReadonlySet<string> = new Set<TimestampColumn>(['start_time', 'end_time', 'cancelled_at', 'created_at', 'updated_at']);
+
+/** An appointment as the hot reads return it: every timestamp as UTC text (db/timestamps.ts). */
+export type AppointmentTextRow = Omit<AppointmentRow, TimestampColumn> & {
+  start_time: string;
+  end_time: string;
+  cancelled_at: string | null;
+  created_at: string;
+  updated_at: string;
+};
+
+/** The columns qualified by `alias`, the timestamps as UTC text: a page of 40 appointments has 160,
+ *  and parsing each into a Date only to print it again was a quarter of the calendar's Node time. */
+const textColumnsOf = (alias: string) =>
+  APPOINTMENT_COLUMNS.split(',')
+    .map((column) => column.trim())
+    .map((column) => (TIMESTAMP_COLUMNS.has(column) ? `${utcText(`${alias}.${column}`)} AS ${column}` : `${alias}.${column}`))
+    .join(', ');
+
+const iso = (value: Date | string) => (typeof value === 'string' ? isoFromUtcText(value) : new Date(value).toISOString());
 
 /** Advisory-lock class of booking turns ("BOOK"), apart from the sealer's and migrations' locks. */
 export const BOOKING_LOCK_CLASS = 0x424f4f4b;
@@ -48,7 +69,7 @@ export async function takeBookingTurn(tx: Queryable, practiceId: string): Promis
 }
 
 /** Field order follows the response schema, so a stored idempotent replay is byte-identical. */
-export function toAppointment(row: AppointmentRow): Appointment {
+export function toAppointment(row: AppointmentRow | AppointmentTextRow): Appointment {
   return {
     id: row.id,
     patientId: row.patient_id,
@@ -187,7 +208,7 @@ export async function lockAppointment(tx: Queryable, id: string): Promise<Appoin
 
 /** One appointment by id, as a statement for readInPractice: the hot read path. */
 export function findAppointmentStatement(practiceId: string, id: string): { sql: string; params: unknown[] } {
-  return { sql: `SELECT ${APPOINTMENT_COLUMNS} FROM appointments WHERE practice_id = $1 AND id = $2`, params: [practiceId, id] };
+  return { sql: `SELECT ${textColumnsOf('a')} FROM appointments a WHERE a.practice_id = $1 AND a.id = $2`, params: [practiceId, id] };
 }
 
 export interface ListFilters {
@@ -240,20 +261,21 @@ export function listAppointmentsStatement(filters: ListFilters): { sql: string; 
   const where = listConditions('a', filters, params);
   const limit = `$${params.push(filters.limit)}`;
   const offset = `$${params.push(filters.offset)}`;
+  // The page's start_time is text by then: the outer order uses the instant (sort_time), not returned.
   return {
     sql: `SELECT t.total, ${columnsOf('page')}
             FROM (SELECT count(*)::int AS total FROM appointments a WHERE ${where}) AS t
-            LEFT JOIN (SELECT ${columnsOf('a')}
+            LEFT JOIN (SELECT ${textColumnsOf('a')}, a.start_time AS sort_time
                          FROM appointments a WHERE ${where}
                         ORDER BY a.start_time, a.id LIMIT ${limit} OFFSET ${offset}) AS page ON true
-           ORDER BY page.start_time, page.id`,
+           ORDER BY page.sort_time, page.id`,
     params,
   };
 }
 
 /** A row of listAppointmentsStatement: the page's columns are null when the page is empty. */
-export type AppointmentListRow = { total: number } & (AppointmentRow | { [column in keyof AppointmentRow]: null });
+export type AppointmentListRow = { total: number } & (AppointmentTextRow | { [column in keyof AppointmentTextRow]: null });
 
-export function appointmentListResult(rows: AppointmentListRow[]): { rows: AppointmentRow[]; total: number } {
-  return { rows: rows.filter((row): row is AppointmentRow & { total: number } => row.id !== null), total: Number(rows[0]?.total ?? 0) };
+export function appointmentListResult(rows: AppointmentListRow[]): { rows: AppointmentTextRow[]; total: number } {
+  return { rows: rows.filter((row): row is AppointmentTextRow & { total: number } => row.id !== null), total: Number(rows[0]?.total ?? 0) };
 }

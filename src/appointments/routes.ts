@@ -24,6 +24,7 @@ import {
   APPOINTMENT_COLUMNS,
   type AppointmentListRow,
   type AppointmentRow,
+  type AppointmentTextRow,
   type Conflict,
   type Problem,
   type SlotRequest,
@@ -276,7 +277,7 @@ export async function appointmentRoutes(fastify: FastifyInstance): Promise<void>
       const principal = principalOf(request);
       const { appointmentId } = request.params;
       if (!isUuid(appointmentId)) throw notFound('Appointment');
-      const { rows } = await readInPractice<AppointmentRow>(db, principal.practiceId, findAppointmentStatement(principal.practiceId, appointmentId));
+      const { rows } = await readInPractice<AppointmentTextRow>(db, principal.practiceId, findAppointmentStatement(principal.practiceId, appointmentId));
       const row = rows[0];
       // A miss is recorded too: probing for other practices' ids should show in the log.
       await app.auditWriter.record(auditEvent(request, principal, 'appointment.read', [appointmentId], {}, row === undefined ? 'failure' : 'success'));
