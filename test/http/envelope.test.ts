@@ -108,8 +108,11 @@ describe('error envelope', () => {
     }
 
     /** Sends raw bytes to a listening copy of the app and reads the whole answer (the server closes). */
-    async function raw(request: string): Promise<{ status: number; headers: Record<string, string>; body: string; logs: Array<Record<string, unknown>> }> {
-      const listening = await startTestApp(db);
+    async function raw(
+      request: string,
+      overrides: Parameters<typeof startTestApp>[1] = {},
+    ): Promise<{ status: number; headers: Record<string, string>; body: string; logs: Array<Record<string, unknown>> }> {
+      const listening = await startTestApp(db, overrides);
       await listening.app.listen({ port: 0, host: '127.0.0.1' });
       try {
         const { port } = listening.app.server.address() as AddressInfo;
@@ -130,14 +133,16 @@ describe('error envelope', () => {
       }
     }
 
-    for (const [name, request, status, code] of [
+    for (const [name, request, status, code, overrides] of [
       ['headers over the size limit', `GET /health HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'HEADERS_TOO_LARGE'],
       ['a garbage request line', 'HELLO THERE\r\n\r\n', 400, 'BAD_REQUEST'],
       ['an HTTP/1.1 request without Host', 'GET /v1/patients HTTP/1.1\r\nConnection: close\r\n\r\n', 400, 'BAD_REQUEST'],
       ['Content-Length with Transfer-Encoding (request smuggling)', 'POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', 400, 'BAD_REQUEST'],
-    ] as const) {
-      test(`a request Node cannot parse (${name}) is a ${status} envelope with fresh ids and the security headers`, async () => {
-        const answer = await raw(request);
+      // Headers that never end: Node gives up after HTTP_HEADERS_TIMEOUT_MS (1 s here).
+      ['headers too slow to arrive', 'GET /health HTTP/1.1\r\nHost: x\r\n', 408, 'REQUEST_TIMEOUT', { httpHeadersTimeoutMs: 1000, httpRequestTimeoutMs: 1000 }],
+    ] as Array<[string, string, number, string, Parameters<typeof startTestApp>[1]?]>) {
+      test(`a request Node cannot take (${name}) is a ${status} envelope with fresh ids and the security headers`, async () => {
+        const answer = await raw(request, overrides);
         assert.equal(answer.status, status, answer.body);
         const body = JSON.parse(answer.body) as { error: { code: string; requestId: string; correlationId: string; details: unknown[] } };
         assert.equal(body.error.code, code);
