@@ -41,6 +41,8 @@ import { appointmentRoutes } from './appointments/routes.js';
 import { reportRoutes } from './reports/routes.js';
 import { reconcileRoutes, type ReconcileRouteOptions } from './reconcile/routes.js';
 import { registerVersionHeaders, registerVersionRoutes } from './http/versions.js';
+import { EventOutbox } from './events/outbox.js';
+import { OutboxRelay } from './events/relay.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -52,6 +54,10 @@ declare module 'fastify' {
     routeTable: RouteEntry[];
     /** Group-committed audit events of reads (audit/audit.ts). */
     auditWriter: AuditWriter;
+    /** Domain events, written in the change's transaction (events/outbox.ts). */
+    events: EventOutbox;
+    /** Orders committed events and announces them to this instance's consumers (events/relay.ts). */
+    outboxRelay: OutboxRelay;
   }
 }
 
@@ -156,6 +162,9 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   app.decorate('auth', auth);
   const auditWriter = new AuditWriter(db);
   app.decorate('auditWriter', auditWriter);
+  app.decorate('events', new EventOutbox(config.encryptionKey));
+  const outboxRelay = new OutboxRelay({ db, redis, log: app.log, retentionDays: config.events.retentionDays, ...(options.now ? { now: options.now } : {}) });
+  app.decorate('outboxRelay', outboxRelay);
 
   // Every route with what it declared: the authorization test walks this table.
   const routeTable: RouteEntry[] = [];
@@ -217,9 +226,11 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   for (const plugin of options.plugins ?? []) await app.register(plugin);
 
   const stopSealer = startAuditSealer(db, app.log);
+  await outboxRelay.start();
   const stopRevocationSync = startRevocationSync(db, auth.revocations, config.accessTokenTtlSeconds, app.log);
   app.addHook('onClose', async () => {
     stopRevocationSync();
+    await outboxRelay.stop();
     await auditWriter.flush();
     await stopSealer();
     if (redis) redis.disconnect();

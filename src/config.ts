@@ -70,6 +70,13 @@ export interface Config {
   publicBaseUrl: string | undefined;
   /** POST /v1/ai/reconcile: worker pool, circuit breaker (blueprint 3.2) and body limit. */
   reconcile: ReconcileConfig;
+  /** Domain events: the outbox, webhook deliveries, the real-time stream (docs/events.md). */
+  events: EventsConfig;
+}
+
+export interface EventsConfig {
+  /** Days an event stays in the outbox (OUTBOX_RETENTION_DAYS): the stream's resume window. */
+  retentionDays: number;
 }
 
 export interface ReconcileConfig {
@@ -339,6 +346,9 @@ export function loadConfig(env: Env = process.env): Config {
       breakerRecoveryMs: readInteger(env, 'RECONCILE_BREAKER_RECOVERY_MS', 60_000, 1000, 3_600_000),
       breakerMonitorMs: readInteger(env, 'RECONCILE_BREAKER_MONITOR_MS', 10_000, 1000, 600_000),
       bodyLimitBytes: readInteger(env, 'RECONCILE_BODY_LIMIT_BYTES', 25 * 1_048_576, 1_048_576, 200 * 1_048_576),
+    },
+    events: {
+      retentionDays: readInteger(env, 'OUTBOX_RETENTION_DAYS', 30, 1, 3650),
     },
   };
 }

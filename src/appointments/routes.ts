@@ -124,6 +124,25 @@ function auditEvent(
   };
 }
 
+/** A change of an appointment as a domain event: ids and field names, the appointment itself only for includeData receivers. */
+function appointmentEvent(
+  principal: Principal,
+  type: 'appointment.booked' | 'appointment.rescheduled' | 'appointment.status_changed' | 'appointment.cancelled' | 'appointment.updated',
+  row: AppointmentRow,
+  changedFields: string[],
+  refs: Record<string, string | null> = {},
+) {
+  return {
+    practiceId: principal.practiceId,
+    actor: { type: principal.kind, id: principal.id },
+    type,
+    resourceId: row.id,
+    changedFields,
+    refs: { patientId: row.patient_id, practitionerId: row.practitioner_id, serviceId: row.service_id, status: row.status, ...refs },
+    resource: toAppointment(row),
+  };
+}
+
 export async function appointmentRoutes(fastify: FastifyInstance): Promise<void> {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
   const db = app.db;
@@ -194,6 +213,7 @@ export async function appointmentRoutes(fastify: FastifyInstance): Promise<void>
             patientId: created.patient_id,
             practitionerId: created.practitioner_id,
           }));
+          await app.events.record(tx, appointmentEvent(principal, 'appointment.booked', created, []));
           // The stored response commits with the appointment: a retry can never book twice.
           await completeIdempotentRequest(tx, request, 201, toAppointment(created), {
             location: `/v1/appointments/${created.id}`,
@@ -362,6 +382,12 @@ export async function appointmentRoutes(fastify: FastifyInstance): Promise<void>
               to,
               notesChanged: body.notes !== undefined,
             }));
+            const changed = to === 'CANCELLED' ? ['status', 'cancellationReason'] : ['status'];
+            if (body.notes !== undefined) changed.push('notes');
+            await app.events.record(
+              tx,
+              appointmentEvent(principal, to === 'CANCELLED' ? 'appointment.cancelled' : 'appointment.status_changed', updated, changed, { from, to }),
+            );
             return updated;
           }
 
@@ -405,6 +431,15 @@ export async function appointmentRoutes(fastify: FastifyInstance): Promise<void>
               status: { from, to: status },
               notesChanged: body.notes !== undefined,
             }));
+            const changed = [
+              ...(start.getTime() !== oldStart.getTime() ? ['startTime'] : []),
+              ...(end.getTime() !== oldEnd.getTime() ? ['endTime'] : []),
+              ...(practitionerId !== current.practitioner_id ? ['practitionerId'] : []),
+              ...(room !== current.room ? ['room'] : []),
+              ...(status !== from ? ['status'] : []),
+              ...(body.notes !== undefined ? ['notes'] : []),
+            ];
+            await app.events.record(tx, appointmentEvent(principal, 'appointment.rescheduled', updated, changed));
             return updated;
           }
 
@@ -415,6 +450,7 @@ export async function appointmentRoutes(fastify: FastifyInstance): Promise<void>
           );
           const updated = rows[0]!;
           await recordAudit(tx, auditEvent(request, principal, 'appointment.update', [updated.id], { fields: ['notes'] }));
+          await app.events.record(tx, appointmentEvent(principal, 'appointment.updated', updated, ['notes']));
           return updated;
         });
         return toAppointment(row);

@@ -40,6 +40,12 @@ export interface Database extends Queryable {
   scopedStatement<T = Record<string, unknown>>(scope: ScopeStatement, sql: string, params: readonly unknown[]): Promise<QueryResult<T>>;
   /** One cheap round trip; throws when the database is unreachable. */
   ping(): Promise<void>;
+  /**
+   * LISTEN on a channel: `onNotify` gets each payload (NOTIFYs are delivered once their transaction
+   * commits). PostgreSQL: on a connection of its own, re-established after a drop, and then
+   * `onReconnect` runs, because notifications sent meanwhile are lost. Resolves to a stop function.
+   */
+  listen(channel: string, onNotify: (payload: string) => void, onReconnect?: () => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
 
@@ -89,6 +95,12 @@ export async function openPglite({ dataDir }: PgliteOptions): Promise<Database> 
       }),
     async ping() {
       await db.query('SELECT 1');
+    },
+    async listen(channel, onNotify) {
+      const stop = await db.listen(channel, onNotify);
+      return async () => {
+        if (!db.closed) await stop();
+      };
     },
     async close() {
       if (!db.closed) await db.close();
@@ -181,9 +193,72 @@ export async function openPostgres(options: PostgresOptions): Promise<Database> 
     async ping() {
       await pool.query('SELECT 1');
     },
+    listen: (channel, onNotify, onReconnect) => listenPostgres(options, channel, onNotify, onReconnect),
     async close() {
       await pool.end();
     },
+  };
+}
+
+const LISTEN_RETRY_MAX_MS = 2000;
+
+/** A dedicated connection LISTENing on one channel, reconnected with backoff until stopped. */
+async function listenPostgres(
+  options: PostgresOptions,
+  channel: string,
+  onNotify: (payload: string) => void,
+  onReconnect?: () => void,
+): Promise<() => Promise<void>> {
+  let stopped = false;
+  let client: pg.Client | null = null;
+  let retryTimer: NodeJS.Timeout | null = null;
+  let attempt = 0;
+  const connect = async (): Promise<void> => {
+    const next = new pg.Client({
+      connectionString: options.connectionString,
+      application_name: `${options.applicationName ?? 'medspasync-pro'} listener`,
+      connectionTimeoutMillis: options.connectTimeoutMs ?? 5_000,
+    });
+    next.on('notification', (message) => {
+      if (message.channel === channel) onNotify(message.payload ?? '');
+    });
+    next.on('error', () => reconnectLater(next));
+    next.on('end', () => reconnectLater(next));
+    await next.connect();
+    await next.query(`LISTEN ${next.escapeIdentifier(channel)}`);
+    if (stopped) {
+      await next.end().catch(() => {});
+      return;
+    }
+    client = next;
+    attempt = 0;
+  };
+  const reconnectLater = (broken: pg.Client) => {
+    if (stopped || client !== broken || retryTimer !== null) return;
+    client = null;
+    broken.end().catch(() => {});
+    const retry = () => {
+      retryTimer = setTimeout(() => {
+        retryTimer = null;
+        connect().then(
+          () => onReconnect?.(),
+          () => {
+            attempt++;
+            retry();
+          },
+        );
+      }, Math.min(100 * 2 ** attempt, LISTEN_RETRY_MAX_MS));
+      retryTimer.unref();
+    };
+    retry();
+  };
+  await connect();
+  return async () => {
+    stopped = true;
+    if (retryTimer !== null) clearTimeout(retryTimer);
+    const current = client;
+    client = null;
+    await current?.end().catch(() => {});
   };
 }
 

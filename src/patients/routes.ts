@@ -13,6 +13,7 @@ import { validationDetails } from '../http/error-handler.js';
 import { AppError, conflict, notFound, validationError, type ErrorDetail } from '../http/errors.js';
 import { errorResponses } from '../http/openapi.js';
 import { importPatients, type RowOutcome } from './import.js';
+import type { EventOutbox } from '../events/outbox.js';
 import { PatientListV2, PatientV2, toPatientV2 } from './schema.v2.js';
 import { normalisePatient, type PatientFields, type PatientRecord } from './model.js';
 import {
@@ -83,6 +84,22 @@ async function withDuplicateRace<T>(db: Database, practiceId: string, key: () =>
     if (duplicate === null) throw error;
     throw patientExists(duplicate);
   }
+}
+
+/** The practice and actor of a patient's domain event, from the request's audit base. */
+const eventOrigin = (audit: AuditBase & { practiceId: string }) => ({
+  practiceId: audit.practiceId,
+  actor: { type: audit.actorType, id: audit.actorId },
+});
+
+/** A change of a patient as a domain event; the record (v2 shape) only reaches includeData receivers. */
+function patientEvent(
+  audit: AuditBase & { practiceId: string },
+  type: 'patient.created' | 'patient.updated' | 'patient.deactivated',
+  patient: PatientRecord,
+  changedFields: string[],
+) {
+  return { ...eventOrigin(audit), type, resourceId: patient.id, changedFields, resource: toPatientV2(patient) };
 }
 
 /** A malformed id can't name a patient: the same 404 as an unknown one, without a query. */
@@ -200,6 +217,7 @@ export async function patientRoutes(base: FastifyInstance): Promise<void> {
           }
           const patient = await insertPatient(tx, audit.practiceId, complete);
           await recordAudit(tx, { ...audit, action: 'patient.create', outcome: 'success', resourceIds: [patient.id], details: { fields: Object.keys(complete) } });
+          await app.events.record(tx, patientEvent(audit, 'patient.created', patient, Object.keys(complete)));
           return { patient };
         }),
       );
@@ -249,7 +267,7 @@ export async function patientRoutes(base: FastifyInstance): Promise<void> {
         dateOfBirth: merged?.dateOfBirth ?? null,
       });
       const result = await withDuplicateRace(db, audit.practiceId, key, patientId, () =>
-        withPractice(db, audit.practiceId, (tx) => applyUpdate(tx, audit, patientId, changes, (record) => (merged = record))),
+        withPractice(db, audit.practiceId, (tx) => applyUpdate(tx, app.events, audit, patientId, changes, (record) => (merged = record))),
       );
       return toPatientV1(unwrap(result));
     },
@@ -274,6 +292,7 @@ export async function patientRoutes(base: FastifyInstance): Promise<void> {
       const patient = await withPractice(db, audit.practiceId, async (tx) => {
         const updated = await deactivatePatient(tx, audit.practiceId, patientId);
         await recordAudit(tx, { ...audit, action: 'patient.deactivate', outcome: updated ? 'success' : 'failure', resourceIds: [patientId] });
+        if (updated) await app.events.record(tx, patientEvent(audit, 'patient.deactivated', updated, ['status', 'deletedAt']));
         return updated;
       });
       if (patient === null) throw notFound('Patient');
@@ -312,6 +331,10 @@ export async function patientRoutes(base: FastifyInstance): Promise<void> {
         if (!result.committed) throw new ImportRejected(result.results);
         const created = result.results.filter((r) => r.status === 'created').map((r) => (r as { id: string }).id);
         await recordAudit(tx, { ...audit, action: 'patient.import', outcome: 'success', resourceIds: created, details: { mode, rows: patients.length, created: created.length } });
+        await app.events.record(
+          tx,
+          created.map((id) => ({ ...eventOrigin(audit), type: 'patient.created' as const, resourceId: id, refs: { import: true } })),
+        );
         return result;
       }).catch(async (error: unknown) => {
         if (!(error instanceof ImportRejected)) throw error;
@@ -348,6 +371,7 @@ function atomicImportError(results: RowOutcome[]): AppError {
 /** PATCH inside its transaction: load, merge, check duplicates against the merged record, write. */
 async function applyUpdate(
   tx: Queryable,
+  events: EventOutbox,
   audit: AuditBase & { practiceId: string },
   patientId: string,
   changes: Partial<PatientFields>,
@@ -366,9 +390,10 @@ async function applyUpdate(
     await recordAudit(tx, { ...audit, action: 'patient.update', outcome: 'failure', resourceIds: [patientId, duplicate.id], details: { reason: 'PATIENT_EXISTS', rule: duplicate.rule } });
     return { duplicate };
   }
-  const patient = await updatePatient(tx, audit.practiceId, patientId, changes);
+  const patient = (await updatePatient(tx, audit.practiceId, patientId, changes))!;
   await recordAudit(tx, { ...audit, action: 'patient.update', outcome: 'success', resourceIds: [patientId], details: { fields: Object.keys(changes) } });
-  return { patient: patient! };
+  await events.record(tx, patientEvent(audit, 'patient.updated', patient, Object.keys(changes)));
+  return { patient };
 }
 
 /**

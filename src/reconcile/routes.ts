@@ -325,6 +325,13 @@ export const reconcileRoutes: FastifyPluginAsync<ReconcileRouteOptions> = async 
             confidenceThreshold: confidence,
           },
         });
+        await app.events.record(tx, {
+          practiceId,
+          actor: { type: principal.kind, id: principal.id },
+          type: 'reconciliation.completed',
+          resourceId: stored.id,
+          refs: { target, algorithm, records: body.data.length, matched: result.matches.length, unmatched: result.unmatched.length },
+        });
         return stored;
       });
 

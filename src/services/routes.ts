@@ -3,7 +3,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { recordAudit, requestOrigin } from '../audit/audit.js';
-import { principalOf } from '../auth/guard.js';
+import { principalOf, type Principal } from '../auth/guard.js';
 import type { Queryable } from '../db/database.js';
 import { withPractice } from '../db/scope.js';
 import { AppError, notFound, validationError, type ErrorDetail } from '../http/errors.js';
@@ -68,6 +68,19 @@ const serviceExists = (id: string) =>
   ]);
 
 const isUniqueViolation = (error: unknown) => (error as { code?: string } | null)?.code === '23505';
+
+/** A change of the catalog as a domain event (a service holds no PHI: the body goes to includeData receivers). */
+function serviceEvent(principal: Principal, type: 'service.created' | 'service.updated', row: ServiceRow, changedFields: string[]) {
+  return {
+    practiceId: principal.practiceId,
+    actor: { type: principal.kind, id: principal.id },
+    type,
+    resourceId: row.id,
+    changedFields,
+    refs: { active: row.active },
+    resource: toBody(row),
+  };
+}
 
 export async function serviceRoutes(fastify: FastifyInstance): Promise<void> {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
@@ -174,6 +187,7 @@ export async function serviceRoutes(fastify: FastifyInstance): Promise<void> {
           resourceIds: [created.id],
           outcome: 'success',
         });
+        await app.events.record(tx, serviceEvent(principal, 'service.created', created, Object.keys(request.body).sort()));
         return created;
       });
       reply.code(201).header('location', `/v1/services/${row.id}`);
@@ -235,6 +249,7 @@ export async function serviceRoutes(fastify: FastifyInstance): Promise<void> {
           outcome: 'success',
           details: { fields: Object.keys(body).sort() },
         });
+        await app.events.record(tx, serviceEvent(principal, 'service.updated', updated, Object.keys(body).sort()));
         return updated;
       });
       return toBody(row);
