@@ -11,17 +11,13 @@
 // BENCH_ROUTES (comma-separated GET paths replacing the mix), BENCH_PATIENTS_BUDGET (the /patients budget both instances share, default 5000: small enough
 // that the run exhausts it and shows the shared limit working under load).
 import autocannon, { type Result } from 'autocannon';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-
-const ROOT = fileURLToPath(new URL('../', import.meta.url));
+import { startInstance, stopInstances, type Instance } from './instances.js';
 const DURATION_S = Number(process.env.BENCH_DURATION_S ?? 60);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const PATIENTS_BUDGET = Number(process.env.BENCH_PATIENTS_BUDGET ?? 5_000);
@@ -32,51 +28,6 @@ const FIRST_NAMES = ['Ava', 'Liam', 'Maya', 'Noah', 'Zoe', 'Ethan', 'Chloe', 'Lu
 const LAST_NAMES = ['Garcia', 'Nguyen', 'Smith', 'Okafor', 'Kowalski', 'Haddad', 'Silva'];
 const ADMIN_URL = process.env.DATABASE_URL ?? 'postgres://root@127.0.0.1:5432/test';
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379/14';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function waitHealthy(base: string, child: ChildProcess, stderr: () => string): Promise<void> {
-  for (let i = 0; i < 300; i++) {
-    if (child.exitCode !== null) throw new Error(`server exited early:\n${stderr()}`);
-    try {
-      if ((await fetch(`${base}/health/ready`)).ok) return;
-    } catch {
-      // not listening yet
-    }
-    await sleep(100);
-  }
-  throw new Error(`server at ${base} did not become ready:\n${stderr()}`);
-}
-
-interface Instance {
-  base: string;
-  child: ChildProcess;
-}
-
-async function startInstance(env: Record<string, string>, dataDir: string): Promise<Instance> {
-  const port = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    cwd: ROOT,
-    env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir },
-    stdio: ['ignore', 'ignore', 'pipe'], // request log lines go to /dev/null: written, not kept
-  });
-  let err = '';
-  child.stderr!.on('data', (chunk) => (err += String(chunk)));
-  const base = `http://127.0.0.1:${port}`;
-  await waitHealthy(base, child, () => err);
-  return { base, child };
-}
 
 type Tally = Map<string, Map<number, number>>;
 
@@ -238,12 +189,7 @@ async function main(): Promise<void> {
     console.log(failed ? '\nFAIL' : '\nOK');
     process.exitCode = failed ? 1 : 0;
   } finally {
-    for (const instance of instances) instance.child.kill('SIGTERM');
-    await Promise.all(
-      instances.map((instance) =>
-        instance.child.exitCode === null ? new Promise((resolve) => instance.child.once('exit', resolve)) : undefined,
-      ),
-    );
+    await stopInstances(instances);
     await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
     await admin.end();
     const keys = await redis.keys('medspa:rl:*');

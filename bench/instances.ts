@@ -1,0 +1,69 @@
+// Real server processes for the multi-instance benchmarks (bench:load, bench:events): `src/main.ts`
+// started with tsx on a free port, ready once /health/ready answers, request logs written to
+// /dev/null (their cost counts, their lines are not kept).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = fileURLToPath(new URL('../', import.meta.url));
+
+export interface Instance {
+  base: string;
+  child: ChildProcess;
+  /** What the server printed on stderr so far. */
+  stderr(): string;
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function waitHealthy(base: string, child: ChildProcess, stderr: () => string): Promise<void> {
+  for (let i = 0; i < 300; i++) {
+    if (child.exitCode !== null) throw new Error(`server exited early:\n${stderr()}`);
+    try {
+      if ((await fetch(`${base}/health/ready`)).ok) return;
+    } catch {
+      // not listening yet
+    }
+    await sleep(100);
+  }
+  throw new Error(`server at ${base} did not become ready:\n${stderr()}`);
+}
+
+export async function startInstance(env: Record<string, string>, dataDir: string): Promise<Instance> {
+  const port = await freePort();
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    cwd: ROOT,
+    env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let err = '';
+  child.stderr!.on('data', (chunk) => (err += String(chunk)));
+  const base = `http://127.0.0.1:${port}`;
+  await waitHealthy(base, child, () => err);
+  return { base, child, stderr: () => err };
+}
+
+/** SIGTERM every instance still running and wait for it to exit. */
+export async function stopInstances(instances: Instance[]): Promise<void> {
+  const running = instances.filter((instance) => instance.child.exitCode === null && instance.child.signalCode === null);
+  for (const instance of running) instance.child.kill('SIGTERM');
+  await Promise.all(running.map((instance) => new Promise((resolve) => instance.child.once('exit', resolve))));
+}
+
+/** Resident memory of a process in MiB (Linux /proc). */
+export function rssMiB(pid: number): number {
+  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return match ? Number(match[1]) / 1024 : Number.NaN;
+}
