@@ -41,9 +41,10 @@ async function waitHealthy(base: string, child: ChildProcess, stderr: () => stri
   throw new Error(`server at ${base} did not become ready:\n${stderr()}`);
 }
 
-export async function startInstance(env: Record<string, string>, dataDir: string): Promise<Instance> {
+/** `built`: run dist/main.js as `npm start` does (npm run build first), not the sources through tsx. */
+export async function startInstance(env: Record<string, string>, dataDir: string, { built = false } = {}): Promise<Instance> {
   const port = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+  const child = spawn(process.execPath, built ? ['dist/main.js'] : ['--import', 'tsx', 'src/main.ts'], {
     cwd: ROOT,
     env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir },
     stdio: ['ignore', 'ignore', 'pipe'],

@@ -59,10 +59,19 @@ export interface PgliteOptions {
   dataDir: string | undefined;
 }
 
+/**
+ * PGlite's buffer cache. PostgreSQL's default (128 MB) is all resident in PGlite's WebAssembly
+ * memory once touched, which was most of an idle embedded server's 560 MB. A front desk's data
+ * fits in far less, and a page that misses it is read from the OS's file cache, not a disk seek:
+ * bench/memory.ts measures both the memory and the speed.
+ */
+export const PGLITE_SHARED_BUFFERS = '32MB';
+
 export async function openPglite({ dataDir }: PgliteOptions): Promise<Database> {
   if (dataDir !== undefined) mkdirSync(dataDir, { recursive: true });
   const db = await PGlite.create({
     ...(dataDir === undefined ? {} : { dataDir }),
+    startParams: [...PGlite.defaultStartParams, '-c', `shared_buffers=${PGLITE_SHARED_BUFFERS}`],
     extensions: { btree_gist },
     parsers: {
       [DATE_OID]: (value: string) => value,
