@@ -153,7 +153,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
-  const redis = config.redisUrl ? connectRedis(config.redisUrl) : null;
+  const redis = config.redisUrl ? await connectRedis(config.redisUrl) : null;
   const auth = authContext(config, redis);
   await loadRevocations(db, auth.revocations, config.accessTokenTtlSeconds);
   app.decorate('db', db);

@@ -3,8 +3,9 @@
 import { mkdirSync } from 'node:fs';
 import { PGlite, types as pgliteTypes } from '@electric-sql/pglite';
 import { btree_gist } from '@electric-sql/pglite/contrib/btree_gist';
-import pg from 'pg';
-import { ScopedStatementQuery } from './scoped-statement.js';
+// pg and the one-round-trip query class load with the first PostgreSQL connection: an embedded
+// (PGlite) server never holds them (bench/memory.ts).
+import type pg from 'pg';
 
 export interface QueryResult<T> {
   rows: T[];
@@ -62,10 +63,11 @@ export interface PgliteOptions {
 /**
  * PGlite's buffer cache. PostgreSQL's default (128 MB) is all resident in PGlite's WebAssembly
  * memory once touched, which was most of an idle embedded server's 560 MB. A front desk's data
- * fits in far less, and a page that misses it is read from the OS's file cache, not a disk seek:
+ * fits in far less (16 MB measured no slower on the test suite), and a page that misses it is read
+ * from the OS file cache, not a disk seek:
  * bench/memory.ts measures both the memory and the speed.
  */
-export const PGLITE_SHARED_BUFFERS = '32MB';
+export const PGLITE_SHARED_BUFFERS = '16MB';
 
 export async function openPglite({ dataDir }: PgliteOptions): Promise<Database> {
   if (dataDir !== undefined) mkdirSync(dataDir, { recursive: true });
@@ -128,7 +130,9 @@ export interface PostgresOptions {
 }
 
 export async function openPostgres(options: PostgresOptions): Promise<Database> {
-  const pool = new pg.Pool({
+  const { default: driver } = await import('pg');
+  const { ScopedStatementQuery } = await import('./scoped-statement.js');
+  const pool = new driver.Pool({
     connectionString: options.connectionString,
     max: options.poolSize,
     connectionTimeoutMillis: options.connectTimeoutMs ?? 5_000,
@@ -139,7 +143,7 @@ export async function openPostgres(options: PostgresOptions): Promise<Database> 
       getTypeParser: ((oid: number, format?: 'text' | 'binary') => {
         if (oid === DATE_OID) return (value: string) => value;
         if (oid === INT8_OID) return (value: string) => Number(value);
-        return pg.types.getTypeParser(oid, format);
+        return driver.types.getTypeParser(oid, format);
       }) as typeof pg.types.getTypeParser,
     },
   });
@@ -202,7 +206,7 @@ export async function openPostgres(options: PostgresOptions): Promise<Database> 
     async ping() {
       await pool.query('SELECT 1');
     },
-    listen: (channel, onNotify, onReconnect) => listenPostgres(options, channel, onNotify, onReconnect),
+    listen: (channel, onNotify, onReconnect) => listenPostgres(driver, options, channel, onNotify, onReconnect),
     async close() {
       await pool.end();
     },
@@ -213,6 +217,7 @@ const LISTEN_RETRY_MAX_MS = 2000;
 
 /** A dedicated connection LISTENing on one channel, reconnected with backoff until stopped. */
 async function listenPostgres(
+  driver: typeof pg,
   options: PostgresOptions,
   channel: string,
   onNotify: (payload: string) => void,
@@ -223,7 +228,7 @@ async function listenPostgres(
   let retryTimer: NodeJS.Timeout | null = null;
   let attempt = 0;
   const connect = async (): Promise<void> => {
-    const next = new pg.Client({
+    const next = new driver.Client({
       connectionString: options.connectionString,
       application_name: `${options.applicationName ?? 'medspasync-pro'} listener`,
       connectionTimeoutMillis: options.connectTimeoutMs ?? 5_000,

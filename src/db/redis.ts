@@ -2,10 +2,12 @@
 // fan-out live there so that any number of instances behave as one; without it they live in
 // process. A dropped connection is retried forever in the background; callers decide whether to
 // fail open (rate limits) or fall back (revocations are also kept in PostgreSQL).
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 
-export function connectRedis(url: string, onStateChange?: (up: boolean) => void): Redis {
-  const redis = new Redis(url, {
+/** ioredis loads only when REDIS_URL is set: a single instance without Redis never holds it. */
+export async function connectRedis(url: string, onStateChange?: (up: boolean) => void): Promise<Redis> {
+  const { Redis: RedisClient } = await import('ioredis');
+  const redis = new RedisClient(url, {
     lazyConnect: false,
     enableOfflineQueue: false, // a command while disconnected fails at once instead of queueing
     maxRetriesPerRequest: 1,

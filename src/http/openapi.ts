@@ -3,8 +3,7 @@
 // blueprint's servers (https://api.medspasync.com/v1 …). /docs renders it with Scalar, whose
 // bundle is served from node_modules: no CDN, works offline.
 import swagger from '@fastify/swagger';
-import scalar from '@scalar/fastify-api-reference';
-import type { FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance } from 'fastify';
 import type { Config } from '../config.js';
 import { ErrorEnvelope } from './errors.js';
 
@@ -151,7 +150,35 @@ export async function registerOpenApi(app: FastifyInstance, config: Config): Pro
     );
   }
 
-  await app.register(scalar, {
+  // Scalar's plugin holds its 4 MB bundle as a string from the moment it is imported (about 36 MB
+  // resident): it is loaded with the first visit to /docs, in an inner instance these routes answer
+  // from, instead of at every start (bench/memory.ts).
+  let reference: Promise<FastifyInstance> | null = null;
+  const referenceApp = () => (reference ??= startReference().catch((error: unknown) => {
+    reference = null;
+    throw error;
+  }));
+  for (const url of ['/docs', '/docs/', '/docs/js/scalar.js']) {
+    app.get(url, { schema: { hide: true }, config: { public: true } }, async (request, reply) => {
+      const answer = await (await referenceApp()).inject({ method: 'GET', url: request.url });
+      for (const header of FORWARDED_REFERENCE_HEADERS) {
+        const value = answer.headers[header];
+        if (value !== undefined) reply.header(header, value);
+      }
+      return reply.code(answer.statusCode).send(answer.rawPayload);
+    });
+  }
+  app.addHook('onClose', async () => {
+    if (reference) await (await reference).close();
+  });
+}
+
+const FORWARDED_REFERENCE_HEADERS = ['content-type', 'location', 'cache-control', 'etag', 'last-modified'] as const;
+
+async function startReference(): Promise<FastifyInstance> {
+  const { default: scalar } = await import('@scalar/fastify-api-reference');
+  const inner = Fastify({ logger: false });
+  await inner.register(scalar, {
     routePrefix: '/docs',
     configuration: {
       url: '/v1/openapi.json',
@@ -165,4 +192,6 @@ export async function registerOpenApi(app: FastifyInstance, config: Config): Pro
       showDeveloperTools: 'never',
     } as Record<string, unknown>,
   });
+  await inner.ready();
+  return inner;
 }
