@@ -106,6 +106,15 @@ export class ConfigError extends Error {
   }
 }
 
+/** Several refusals at once (production settings): one line each, all shown before the process stops. */
+export class ConfigRefusals extends ConfigError {
+  constructor(readonly refusals: ConfigError[]) {
+    super(refusals[0]!.variable, 'refused');
+    this.message = refusals.map((refusal) => refusal.message).join('\n');
+    this.name = 'ConfigRefusals';
+  }
+}
+
 type Env = Record<string, string | undefined>;
 
 function readString(env: Env, name: string): string | undefined {
@@ -294,7 +303,7 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError('MEDSPA_ADMIN_PASSWORD', 'must be at least 8 characters');
   }
 
-  return {
+  const config: Config = {
     nodeEnv,
     port: readInteger(env, 'PORT', 3000, 0, 65535),
     host: readString(env, 'HOST') ?? '0.0.0.0',
@@ -351,6 +360,39 @@ export function loadConfig(env: Env = process.env): Config {
       retentionDays: readInteger(env, 'OUTBOX_RETENTION_DAYS', 30, 1, 3650),
     },
   };
+  const refusals = productionRefusals(config, readBoolean(env, 'ALLOW_EMBEDDED_DATABASE', false));
+  if (refusals.length > 0) throw new ConfigRefusals(refusals);
+  return config;
+}
+
+const isLoopbackHost = (host: string) => host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+
+/**
+ * Settings that are right on a laptop and wrong for a clinic's production server: refused when
+ * NODE_ENV=production, each with its own line, so an operator fixes them all in one go.
+ */
+export function productionRefusals(config: Config, allowEmbeddedDatabase: boolean): ConfigError[] {
+  if (config.nodeEnv !== 'production') return [];
+  const refusals: ConfigError[] = [];
+  if (config.databaseUrl === undefined && !allowEmbeddedDatabase) {
+    refusals.push(
+      new ConfigError(
+        'DATABASE_URL',
+        'is required when NODE_ENV=production: the embedded PGlite runs one query at a time in one process ' +
+          '(set ALLOW_EMBEDDED_DATABASE=true to run it anyway)',
+      ),
+    );
+  }
+  if (config.tlsCertFile === undefined && config.trustProxy === false && !isLoopbackHost(config.host)) {
+    refusals.push(
+      new ConfigError(
+        'HOST',
+        `${config.host} would serve PHI over plain HTTP when NODE_ENV=production: set TLS_CERT_FILE and TLS_KEY_FILE, ` +
+          'or terminate TLS at a proxy and set TRUST_PROXY to it, or listen on 127.0.0.1 only',
+      ),
+    );
+  }
+  return refusals;
 }
 
 /** A config for tests and scripts: defaults plus overrides, never reading the real environment. */

@@ -1,6 +1,6 @@
 // Process entry: configuration, build, first start, listen, graceful shutdown.
 import { buildApp } from './app.js';
-import { ConfigError, loadConfig, type Config } from './config.js';
+import { ConfigError, ConfigRefusals, loadConfig, type Config } from './config.js';
 import { ensureFirstPractice } from './users/first-start.js';
 
 function readConfigOrExit(): Config {
@@ -8,7 +8,8 @@ function readConfigOrExit(): Config {
     return loadConfig();
   } catch (error) {
     if (error instanceof ConfigError) {
-      process.stderr.write(`Configuration error: ${error.message}\n`);
+      const lines = error instanceof ConfigRefusals ? error.refusals.map((refusal) => refusal.message) : [error.message];
+      for (const line of lines) process.stderr.write(`Configuration error: ${line}\n`);
       process.exit(78); // EX_CONFIG
     }
     throw error;

@@ -65,7 +65,7 @@ export interface PgliteOptions {
  * memory once touched, which was most of an idle embedded server's 560 MB. A front desk's data
  * fits in far less (16 MB measured no slower on the test suite), and a page that misses it is read
  * from the OS file cache, not a disk seek:
- * bench/memory.ts measures both the memory and the speed.
+ * bench/memory.ts measures the memory.
  */
 export const PGLITE_SHARED_BUFFERS = '16MB';
 
