@@ -34,7 +34,9 @@ import { apiKeyRoutes } from './auth/api-keys.js';
 import { auditRoutes } from './audit/routes.js';
 import { MAX_PATH_SEGMENT, Pagination } from './http/pagination.js';
 import { userRoutes } from './users/routes.js';
-import { patientRoutes, patientRoutesV2 } from './patients/routes.js';
+import { patientRoutes } from './patients/routes.js';
+import { patientShapesV1 } from './patients/schema.v1.js';
+import { patientShapesV2 } from './patients/schema.v2.js';
 import { registerIdempotency } from './http/idempotency.js';
 import { serviceRoutes } from './services/routes.js';
 import { appointmentRoutes } from './appointments/routes.js';
@@ -205,9 +207,9 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   await app.register(apiKeyRoutes, { prefix: '/v1' });
   await app.register(userRoutes, { prefix: '/v1' });
   await app.register(auditRoutes, { prefix: '/v1' });
-  await app.register(patientRoutes, { prefix: '/v1' });
-  // v2 (beta): shapes that differ from v1, mapped from the same stored model.
-  await app.register(patientRoutesV2, { prefix: '/v2' });
+  await app.register(patientRoutes, { prefix: '/v1', shapes: patientShapesV1 });
+  // v2 (beta): the same routes with v2's schema module, mapped from the same stored model.
+  await app.register(patientRoutes, { prefix: '/v2', shapes: patientShapesV2 });
   await app.register(serviceRoutes, { prefix: '/v1' });
   await app.register(appointmentRoutes, { prefix: '/v1' });
   await app.register(reportRoutes, { prefix: '/v1' });
