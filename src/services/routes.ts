@@ -176,7 +176,7 @@ export async function serviceRoutes(fastify: FastifyInstance): Promise<void> {
         });
         return created;
       });
-      reply.code(201).header('location', `/v1/services/${row.id}`);
+      reply.code(201).header('location', `${app.prefix}/services/${row.id}`);
       return toBody(row);
     },
   );
