@@ -34,12 +34,14 @@ import { apiKeyRoutes } from './auth/api-keys.js';
 import { auditRoutes } from './audit/routes.js';
 import { MAX_PATH_SEGMENT, Pagination } from './http/pagination.js';
 import { userRoutes } from './users/routes.js';
-import { patientRoutes, patientRoutesV2 } from './patients/routes.js';
+import { patientRoutes } from './patients/routes.js';
+import { patientShapesV1 } from './patients/schema.v1.js';
+import { patientShapesV2 } from './patients/schema.v2.js';
 import { registerIdempotency } from './http/idempotency.js';
 import { serviceRoutes } from './services/routes.js';
 import { appointmentRoutes } from './appointments/routes.js';
 import { reportRoutes } from './reports/routes.js';
-import { reconcileRoutes, type ReconcileRouteOptions } from './reconcile/routes.js';
+import { reconcileEngine, reconcileRoutes, type ReconcileRouteOptions } from './reconcile/routes.js';
 import { registerVersionHeaders, registerVersionRoutes } from './http/versions.js';
 import { EventOutbox } from './events/outbox.js';
 import { OutboxRelay } from './events/relay.js';
@@ -209,19 +211,25 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   // Idempotency-Key on every authenticated POST (before the routes, so its hooks cover them all).
   registerIdempotency(app, db);
 
-  // Feature routes, each a plugin owning its folder, all under the stable version prefix.
-  await app.register(authRoutes, { prefix: '/v1' });
-  await app.register(apiKeyRoutes, { prefix: '/v1' });
-  await app.register(userRoutes, { prefix: '/v1' });
-  await app.register(auditRoutes, { prefix: '/v1' });
-  await app.register(patientRoutes, { prefix: '/v1' });
-  // v2 (beta): shapes that differ from v1, mapped from the same stored model.
-  await app.register(patientRoutesV2, { prefix: '/v2' });
-  await app.register(serviceRoutes, { prefix: '/v1' });
-  await app.register(appointmentRoutes, { prefix: '/v1' });
-  await app.register(reportRoutes, { prefix: '/v1' });
-  // Its own onClose hook stops the worker pool and the breaker's monitor.
-  await app.register(reconcileRoutes, { prefix: '/v1', ...options.reconcile });
+  // Feature routes, each a plugin owning its folder, registered under every version: v2 (beta)
+  // serves a twin of every v1 route, so a v2 client never needs /v1 (docs/migration.md). Where a
+  // shape differs (patients), the version's schema module maps it from the one stored model.
+  // One reconciliation engine serves both: its onClose hook stops the pool and the breaker's monitor.
+  const reconcile = reconcileEngine(app, options.reconcile);
+  for (const { prefix, patientShapes } of [
+    { prefix: '/v1', patientShapes: patientShapesV1 },
+    { prefix: '/v2', patientShapes: patientShapesV2 },
+  ]) {
+    await app.register(authRoutes, { prefix });
+    await app.register(apiKeyRoutes, { prefix });
+    await app.register(userRoutes, { prefix });
+    await app.register(auditRoutes, { prefix });
+    await app.register(patientRoutes, { prefix, shapes: patientShapes });
+    await app.register(serviceRoutes, { prefix });
+    await app.register(appointmentRoutes, { prefix });
+    await app.register(reportRoutes, { prefix });
+    await app.register(reconcileRoutes, { prefix, ...reconcile });
+  }
 
   for (const plugin of options.plugins ?? []) await app.register(plugin);
 

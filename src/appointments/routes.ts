@@ -216,11 +216,11 @@ export async function appointmentRoutes(fastify: FastifyInstance): Promise<void>
           await app.events.record(tx, appointmentEvent(principal, 'appointment.booked', created, []));
           // The stored response commits with the appointment: a retry can never book twice.
           await completeIdempotentRequest(tx, request, 201, toAppointment(created), {
-            location: `/v1/appointments/${created.id}`,
+            location: `${app.prefix}/appointments/${created.id}`,
           });
           return created;
         });
-        reply.code(201).header('location', `/v1/appointments/${row.id}`);
+        reply.code(201).header('location', `${app.prefix}/appointments/${row.id}`);
         return toAppointment(row);
       } catch (error) {
         if (isLostSlotRace(error) && slot !== null) throw await conflictAfterRace(db, principal.practiceId, slot);

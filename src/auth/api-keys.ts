@@ -109,7 +109,7 @@ export async function apiKeyRoutes(app: FastifyInstance): Promise<void> {
         });
         return created;
       });
-      return reply.code(201).header('location', `/v1/api-keys/${row.id}`).send({ ...toApiKey(row), key });
+      return reply.code(201).header('location', `${app.prefix}/api-keys/${row.id}`).send({ ...toApiKey(row), key });
     },
   );
 

@@ -4,8 +4,8 @@
 import { randomUUID } from 'node:crypto';
 import type { ErrorDetail } from '../http/errors.js';
 import type { Queryable } from '../db/database.js';
-import { nameAndBirthKey, normalisePatient, type PatientFields } from './model.js';
-import { fromPatientWriteV1, type ImportMode, type PatientCreateV1 } from './schema.v1.js';
+import { nameAndBirthKey, normaliseWrite, type PatientFields, type PatientShapes } from './model.js';
+import type { ImportMode } from './schema.v1.js';
 import { findImportDuplicates, insertImportRows, type ImportRow } from './store.js';
 
 export type RowOutcome =
@@ -17,6 +17,9 @@ export type RowOutcome =
 /** Checks one raw row against the PatientCreate schema; returns its problems with row-prefixed fields. */
 export type RowSchemaCheck = (row: unknown, index: number) => ErrorDetail[];
 
+/** Maps a row that passed the check to the model: the API version's `fromWrite`. */
+export type RowMapping = PatientShapes['fromWrite'];
+
 interface PreparedRow {
   row: number;
   id: string;
@@ -24,7 +27,7 @@ interface PreparedRow {
 }
 
 /** Schema check and normalisation of every row, and duplicates within the file itself. */
-export function prepareRows(rows: unknown[], checkSchema: RowSchemaCheck): { prepared: PreparedRow[]; failed: RowOutcome[] } {
+export function prepareRows(rows: unknown[], checkSchema: RowSchemaCheck, fromWrite: RowMapping): { prepared: PreparedRow[]; failed: RowOutcome[] } {
   const prepared: PreparedRow[] = [];
   const failed: RowOutcome[] = [];
   const firstRowByEmail = new Map<string, number>();
@@ -36,7 +39,7 @@ export function prepareRows(rows: unknown[], checkSchema: RowSchemaCheck): { pre
       failed.push({ row, status: 'failed', errors: schemaErrors });
       return;
     }
-    const { fields, errors } = normalisePatient(fromPatientWriteV1(raw as PatientCreateV1), prefix);
+    const { fields, errors } = normaliseWrite(fromWrite(raw, prefix), prefix);
     if (errors.length > 0) {
       failed.push({ row, status: 'failed', errors });
       return;
@@ -112,8 +115,9 @@ export async function importPatients(
   rows: unknown[],
   mode: ImportMode,
   checkSchema: RowSchemaCheck,
+  fromWrite: RowMapping,
 ): Promise<ImportOutcome> {
-  const { prepared, failed: invalid } = prepareRows(rows, checkSchema);
+  const { prepared, failed: invalid } = prepareRows(rows, checkSchema, fromWrite);
   const { fresh, failed: duplicates } = await splitStoredDuplicates(tx, practiceId, prepared);
   const failed = [...invalid, ...duplicates];
   const sortByRow = (outcomes: RowOutcome[]) => outcomes.sort((a, b) => a.row - b.row);

@@ -1,7 +1,8 @@
 // The stored patient model, and the pure rules that turn what a client sent into what is stored.
-// Every API version (schema.v1.ts today, schema.v2.ts later) maps to and from these types, so the
+// Every API version (schema.v1.ts, schema.v2.ts) maps to and from these types, so the
 // normalisation and the duplicate rules are written once.
 import { parsePhoneNumberFromString, type CountryCode } from 'libphonenumber-js/max';
+import type { TSchema } from 'typebox';
 import type { ErrorDetail } from '../http/errors.js';
 
 export const PATIENT_STATUSES = ['ACTIVE', 'VIP', 'INACTIVE'] as const;
@@ -119,7 +120,7 @@ export function normaliseAddress(address: Address | null): Address | null {
   return Object.keys(result).length === 0 ? null : result;
 }
 
-function phoneCountryFor(address: Address | null | undefined): CountryCode {
+export function phoneCountryFor(address: Address | null | undefined): CountryCode {
   const country = address?.country?.trim().toUpperCase();
   return country && /^[A-Z]{2}$/.test(country) ? (country as CountryCode) : DEFAULT_PHONE_COUNTRY;
 }
@@ -129,15 +130,42 @@ export interface Normalised {
   errors: ErrorDetail[];
 }
 
+/** The body's names for model fields a version calls differently (v2: phoneNumber sent as contact.phone). */
+export type FieldNames = Partial<Record<keyof PatientFields, string>>;
+
+/** A version's create or update body mapped to the model, before normalisation. */
+export interface PatientWrite {
+  input: PatientInput;
+  /** So that a problem is reported under the name the client sent. */
+  names: FieldNames;
+  /** What the mapping itself refused (v2: contact.phone and phoneNumber that disagree). */
+  errors: ErrorDetail[];
+}
+
+/**
+ * What one API version's schema module gives the patient routes: its wire shapes and their
+ * mapping to and from the stored model. The routes are written once and registered per version
+ * with that version's module (app.ts); no handler asks which version it serves.
+ */
+export interface PatientShapes {
+  Patient: TSchema;
+  PatientList: TSchema;
+  PatientCreate: TSchema;
+  PatientUpdate: TSchema;
+  toPatient(record: PatientRecord): unknown;
+  /** `body` has passed the version's PatientCreate or PatientUpdate schema; `prefix` as in normalisePatient. */
+  fromWrite(body: unknown, prefix?: string): PatientWrite;
+}
+
 /**
  * Normalises the fields present in `input` (absent ones stay absent, so PATCH can use it) and
  * collects one error per field that can't be accepted. `prefix` names where the input sits in
- * the request body ("patients.3." for an import row).
+ * the request body ("patients.3." for an import row); `names` how the body called a field.
  */
-export function normalisePatient(input: PatientInput, prefix = ''): Normalised {
+export function normalisePatient(input: PatientInput, prefix = '', names: FieldNames = {}): Normalised {
   const fields: Partial<PatientFields> = {};
   const errors: ErrorDetail[] = [];
-  const fail = (field: string, message: string) => errors.push({ field: `${prefix}${field}`, message });
+  const fail = (field: keyof PatientFields, message: string) => errors.push({ field: `${prefix}${names[field] ?? field}`, message });
 
   for (const key of ['firstName', 'lastName'] as const) {
     const raw = input[key];
@@ -179,6 +207,12 @@ export function normalisePatient(input: PatientInput, prefix = ''): Normalised {
   if (input.status !== undefined && input.status !== null) fields.status = input.status;
   if (input.externalIds !== undefined) fields.externalIds = input.externalIds ?? {};
   return { fields, errors };
+}
+
+/** A version's mapped write body, normalised: the mapping's problems and the fields' in one list. */
+export function normaliseWrite(write: PatientWrite, prefix = ''): Normalised {
+  const { fields, errors } = normalisePatient(write.input, prefix, write.names);
+  return { fields, errors: [...write.errors, ...errors] };
 }
 
 /** The fields the duplicate rules look at. */

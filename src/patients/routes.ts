@@ -1,9 +1,11 @@
-// /v1/patients (blueprint 1.3). Every change works inside one practice-scoped transaction
+// /v1/patients and /v2/patients (blueprint 1.3, 5.2): one set of routes, registered per version with
+// that version's schema module (schema.v1.ts, schema.v2.ts), which maps its wire shapes to the one
+// stored model; handlers never ask which version they serve. Every change works inside one practice-scoped transaction
 // (withPractice) and writes its audit event in that same transaction, so a change of a patient is
 // never without its record and a rolled-back change leaves no event claiming it. Reads (the list,
 // one patient) are one round trip each (readInPractice) and answer only once their event is
 // committed by the audit writer, so no patient data leaves without a durable record either.
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyPluginOptions, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { recordAudit, requestOrigin, type AuditEvent } from '../audit/audit.js';
 import { principalOf } from '../auth/guard.js';
@@ -14,20 +16,9 @@ import { AppError, conflict, notFound, validationError, type ErrorDetail } from 
 import { errorResponses } from '../http/openapi.js';
 import { importPatients, type RowOutcome } from './import.js';
 import type { EventOutbox } from '../events/outbox.js';
-import { PatientListV2, PatientV2, toPatientV2 } from './schema.v2.js';
-import { normalisePatient, type PatientFields, type PatientRecord } from './model.js';
-import {
-  fromPatientWriteV1,
-  PatientCreateV1,
-  PatientIdParams,
-  PatientImportResultV1,
-  PatientImportV1,
-  PatientListQueryV1,
-  PatientListV1,
-  PatientUpdateV1,
-  PatientV1,
-  toPatientV1,
-} from './schema.v1.js';
+import { toPatientV2 } from './schema.v2.js';
+import { normaliseWrite, type PatientFields, type PatientRecord, type PatientShapes } from './model.js';
+import { PatientIdParams, PatientImportResultV1, PatientImportV1, PatientListQueryV1 } from './schema.v1.js';
 import {
   deactivatePatient,
   findDuplicate,
@@ -164,7 +155,12 @@ function requireValid(errors: ErrorDetail[]): void {
   if (errors.length > 0) throw validationError(errors);
 }
 
-export async function patientRoutes(base: FastifyInstance): Promise<void> {
+export interface PatientRouteOptions extends FastifyPluginOptions {
+  /** The version's schema module: patientShapesV1 under /v1, patientShapesV2 under /v2. */
+  shapes: PatientShapes;
+}
+
+export async function patientRoutes(base: FastifyInstance, { shapes }: PatientRouteOptions): Promise<void> {
   const app = base.withTypeProvider<TypeBoxTypeProvider>();
   const db = app.db;
 
@@ -177,12 +173,12 @@ export async function patientRoutes(base: FastifyInstance): Promise<void> {
         summary: 'List patients',
         description: 'Filter by status, search by part of a name, email or phone number; exact totals.',
         querystring: PatientListQueryV1,
-        response: { 200: PatientListV1, ...errorResponses(400, 401, 403, 429) },
+        response: { 200: shapes.PatientList, ...errorResponses(400, 401, 403, 429) },
       },
     },
     async (request) => {
       const { records, pagination } = await listPatientPage(db, request, request.query);
-      return { data: records.map(toPatientV1), pagination };
+      return { data: records.map(shapes.toPatient), pagination };
     },
   );
 
@@ -193,13 +189,13 @@ export async function patientRoutes(base: FastifyInstance): Promise<void> {
       schema: {
         tags: ['Patients'],
         summary: 'Create new patient',
-        body: PatientCreateV1,
-        response: { 201: PatientV1, ...errorResponses(400, 401, 403, 409, 413, 415, 429) },
+        body: shapes.PatientCreate,
+        response: { 201: shapes.Patient, ...errorResponses(400, 401, 403, 409, 413, 415, 429) },
       },
     },
     async (request, reply) => {
       const audit = auditBase(request);
-      const { fields, errors } = normalisePatient(fromPatientWriteV1(request.body));
+      const { fields, errors } = normaliseWrite(shapes.fromWrite(request.body));
       requireValid(errors);
       const complete = fields as Pick<PatientFields, 'firstName' | 'lastName'> & Partial<PatientFields>;
       const key = () => ({
@@ -222,7 +218,7 @@ export async function patientRoutes(base: FastifyInstance): Promise<void> {
         }),
       );
       const patient = unwrap(result);
-      return reply.code(201).header('location', `/v1/patients/${patient.id}`).send(toPatientV1(patient));
+      return reply.code(201).header('location', `${app.prefix}/patients/${patient.id}`).send(shapes.toPatient(patient));
     },
   );
 
@@ -234,10 +230,10 @@ export async function patientRoutes(base: FastifyInstance): Promise<void> {
         tags: ['Patients'],
         summary: 'Get patient details',
         params: PatientIdParams,
-        response: { 200: PatientV1, ...errorResponses(401, 403, 404, 429) },
+        response: { 200: shapes.Patient, ...errorResponses(401, 403, 404, 429) },
       },
     },
-    async (request) => toPatientV1(await readPatient(db, request, request.params.patientId)),
+    async (request) => shapes.toPatient(await readPatient(db, request, request.params.patientId)),
   );
 
   app.patch(
@@ -249,15 +245,15 @@ export async function patientRoutes(base: FastifyInstance): Promise<void> {
         summary: 'Update a patient',
         description: 'Same validation and duplicate rules as create. Setting status ACTIVE or VIP reactivates a deleted patient.',
         params: PatientIdParams,
-        body: PatientUpdateV1,
-        response: { 200: PatientV1, ...errorResponses(400, 401, 403, 404, 409, 413, 415, 429) },
+        body: shapes.PatientUpdate,
+        response: { 200: shapes.Patient, ...errorResponses(400, 401, 403, 404, 409, 413, 415, 429) },
       },
     },
     async (request) => {
       const audit = auditBase(request);
       const { patientId } = request.params;
       assertPatientId(patientId);
-      const { fields: changes, errors } = normalisePatient(fromPatientWriteV1(request.body));
+      const { fields: changes, errors } = normaliseWrite(shapes.fromWrite(request.body));
       requireValid(errors);
       let merged: PatientRecord | null = null;
       const key = () => ({
@@ -269,7 +265,7 @@ export async function patientRoutes(base: FastifyInstance): Promise<void> {
       const result = await withDuplicateRace(db, audit.practiceId, key, patientId, () =>
         withPractice(db, audit.practiceId, (tx) => applyUpdate(tx, app.events, audit, patientId, changes, (record) => (merged = record))),
       );
-      return toPatientV1(unwrap(result));
+      return shapes.toPatient(unwrap(result));
     },
   );
 
@@ -282,7 +278,7 @@ export async function patientRoutes(base: FastifyInstance): Promise<void> {
         summary: 'Deactivate a patient',
         description: 'Sets status INACTIVE and deletedAt. The record is kept (retention) and never erased.',
         params: PatientIdParams,
-        response: { 200: PatientV1, ...errorResponses(401, 403, 404, 429) },
+        response: { 200: shapes.Patient, ...errorResponses(401, 403, 404, 429) },
       },
     },
     async (request) => {
@@ -296,7 +292,7 @@ export async function patientRoutes(base: FastifyInstance): Promise<void> {
         return updated;
       });
       if (patient === null) throw notFound('Patient');
-      return toPatientV1(patient);
+      return shapes.toPatient(patient);
     },
   );
 
@@ -318,7 +314,7 @@ export async function patientRoutes(base: FastifyInstance): Promise<void> {
     async (request) => {
       const audit = auditBase(request);
       const { mode, patients } = request.body;
-      const validateRow = request.compileValidationSchema(PatientCreateV1, 'body');
+      const validateRow = request.compileValidationSchema(shapes.PatientCreate, 'body');
       const checkSchema = (row: unknown, index: number): ErrorDetail[] =>
         validateRow(row)
           ? []
@@ -327,7 +323,7 @@ export async function patientRoutes(base: FastifyInstance): Promise<void> {
               message: detail.message,
             }));
       const outcome = await withPractice(db, audit.practiceId, async (tx) => {
-        const result = await importPatients(tx, audit.practiceId, patients, mode, checkSchema);
+        const result = await importPatients(tx, audit.practiceId, patients, mode, checkSchema, shapes.fromWrite);
         if (!result.committed) throw new ImportRejected(result.results);
         const created = result.results.filter((r) => r.status === 'created').map((r) => (r as { id: string }).id);
         await recordAudit(tx, { ...audit, action: 'patient.import', outcome: 'success', resourceIds: created, details: { mode, rows: patients.length, created: created.length } });
@@ -394,45 +390,4 @@ async function applyUpdate(
   await recordAudit(tx, { ...audit, action: 'patient.update', outcome: 'success', resourceIds: [patientId], details: { fields: Object.keys(changes) } });
   await events.record(tx, patientEvent(audit, 'patient.updated', patient, Object.keys(changes)));
   return { patient };
-}
-
-/**
- * /v2 (beta): the same records in the v2 shape. Reads only for now; writes stay on /v1 until v2
- * leaves beta (docs/migration.md).
- */
-export async function patientRoutesV2(base: FastifyInstance): Promise<void> {
-  const app = base.withTypeProvider<TypeBoxTypeProvider>();
-  const db = app.db;
-
-  app.get(
-    '/patients',
-    {
-      config: { permission: 'read:patients' },
-      schema: {
-        tags: ['Patients'],
-        summary: 'List patients (v2 shape)',
-        description: 'As GET /v1/patients, with contact details under `contact`.',
-        querystring: PatientListQueryV1,
-        response: { 200: PatientListV2, ...errorResponses(400, 401, 403, 429) },
-      },
-    },
-    async (request) => {
-      const { records, pagination } = await listPatientPage(db, request, request.query);
-      return { data: records.map(toPatientV2), pagination };
-    },
-  );
-
-  app.get(
-    '/patients/:patientId',
-    {
-      config: { permission: 'read:patients' },
-      schema: {
-        tags: ['Patients'],
-        summary: 'Get patient details (v2 shape)',
-        params: PatientIdParams,
-        response: { 200: PatientV2, ...errorResponses(401, 403, 404, 429) },
-      },
-    },
-    async (request) => toPatientV2(await readPatient(db, request, request.params.patientId)),
-  );
 }

@@ -1,16 +1,15 @@
 // The v1 wire shapes of a patient (blueprint 1.3) and their mapping to the stored model.
-// v1 carries the phone as `phoneNumber`; v2 will carry `contact.phone` from the same stored
-// field, in a schema.v2.ts beside this file: no version checks inside handlers.
+// v1 carries the phone as `phoneNumber`; v2 carries `contact.phone` from the same stored field,
+// in schema.v2.ts beside this file: no version checks inside handlers.
 import { Type, type Static, type TSchema } from 'typebox';
 import { PathId } from '../http/pagination.js';
 import { StringEnum } from '../http/validation.js';
-import { PATIENT_STATUSES, type PatientInput, type PatientRecord } from './model.js';
+import { PATIENT_STATUSES, type PatientRecord, type PatientShapes, type PatientWrite } from './model.js';
 
 /** `type: [T, "null"]` rather than anyOf: Ajv then never coerces "" to null behind the client's back. */
-function nullable<T extends TSchema & { type: string }>(schema: T) {
+export function nullable<T extends TSchema & { type: string }>(schema: T) {
   return Type.Unsafe<Static<T> | null>({ ...schema, type: [schema.type, 'null'] });
 }
-
 
 export const NAME_MAX = 100;
 export const NOTES_MAX = 10_000;
@@ -51,8 +50,8 @@ const ExternalIdsV1 = Type.Unsafe<Record<string, string>>({
   maxProperties: 20,
 });
 
-const Email = Type.String({ format: 'email', maxLength: 254, description: 'Stored lower case' });
-const Phone = Type.String({
+export const Email = Type.String({ format: 'email', maxLength: 254, description: 'Stored lower case' });
+export const Phone = Type.String({
   maxLength: 40,
   description: 'Any common notation; stored in E.164. Without +, read as a number of address.country (default US).',
   examples: ['+12125550123'],
@@ -208,7 +207,16 @@ export function toPatientV1(record: PatientRecord): PatientV1 {
   };
 }
 
-/** A v1 create or update body as model input (the names coincide in v1; v2 maps contact.phone). */
-export function fromPatientWriteV1(body: PatientCreateV1 | PatientUpdateV1): PatientInput {
-  return { ...body };
+/** A v1 create or update body as model input: the names coincide in v1 (v2 maps contact.phone). */
+export function fromPatientWriteV1(body: PatientCreateV1 | PatientUpdateV1): PatientWrite {
+  return { input: { ...body }, names: {}, errors: [] };
 }
+
+export const patientShapesV1: PatientShapes = {
+  Patient: PatientV1,
+  PatientList: PatientListV1,
+  PatientCreate: PatientCreateV1,
+  PatientUpdate: PatientUpdateV1,
+  toPatient: toPatientV1,
+  fromWrite: (body) => fromPatientWriteV1(body as PatientCreateV1 | PatientUpdateV1),
+};

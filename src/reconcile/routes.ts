@@ -1,11 +1,11 @@
-// POST /v1/ai/reconcile (blueprint 1.5) and GET /v1/ai/reconcile/{runId}.
+// POST /vN/ai/reconcile (blueprint 1.5) and GET /vN/ai/reconcile/{runId}, the same under /v1 and /v2.
 //
 // A request goes: validate (400 with field details) -> breaker and queue checked before any
 // work (503 + Retry-After) -> the practice's records loaded in a practice-scoped transaction ->
 // the engine run on a worker thread through the circuit breaker (blueprint 3.2), so the event loop
 // keeps serving other requests -> the run stored and audited in one transaction -> 200.
 // No transaction is held while the engine runs: a 2-second job must not pin a database connection.
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { recordAudit, requestOrigin } from '../audit/audit.js';
 import { principalOf } from '../auth/guard.js';
@@ -148,8 +148,12 @@ function readinessDetail(snapshot: BreakerSnapshot, stats: PoolStats): string {
   return `breaker ${snapshot.state}; ${pool}`;
 }
 
-export const reconcileRoutes: FastifyPluginAsync<ReconcileRouteOptions> = async (plain, options) => {
-  const app = plain.withTypeProvider<TypeBoxTypeProvider>();
+/**
+ * The pool and breaker, built from config.reconcile where `options` doesn't bring them. app.ts
+ * builds them once and hands them to every version's registration of the routes: one engine and
+ * one circuit, whichever URL a request came through (closing them twice is harmless).
+ */
+export function reconcileEngine(app: FastifyInstance, options: ReconcileRouteOptions = {}): Required<ReconcileRouteOptions> {
   const settings = app.config.reconcile;
   const log = app.log.child({ component: 'reconcile' });
   const pool: ReconcileRunner =
@@ -171,6 +175,13 @@ export const reconcileRoutes: FastifyPluginAsync<ReconcileRouteOptions> = async 
       isFailure: (error) => !isLoadShedding(error),
       logger: log,
     });
+  return { pool, breaker };
+}
+
+export const reconcileRoutes: FastifyPluginAsync<ReconcileRouteOptions> = async (plain, options) => {
+  const app = plain.withTypeProvider<TypeBoxTypeProvider>();
+  const settings = app.config.reconcile;
+  const { pool, breaker } = reconcileEngine(app, options);
   // Production starts its workers now, so the first request doesn't pay for their start-up;
   // tests and development start them on first use.
   if (app.config.nodeEnv === 'production') pool.warm?.();

@@ -190,7 +190,7 @@ export async function serviceRoutes(fastify: FastifyInstance): Promise<void> {
         await app.events.record(tx, serviceEvent(principal, 'service.created', created, Object.keys(request.body).sort()));
         return created;
       });
-      reply.code(201).header('location', `/v1/services/${row.id}`);
+      reply.code(201).header('location', `${app.prefix}/services/${row.id}`);
       return toBody(row);
     },
   );

@@ -126,7 +126,7 @@ export async function userRoutes(app: FastifyInstance): Promise<void> {
         if (error.code === '23505') throw conflict('USER_EXISTS', 'A user with this email already exists', [{ field: 'email', message: 'is already in use' }]);
         throw error;
       });
-      return reply.code(201).header('location', `/v1/users/${user.id}`).send(toUser(user));
+      return reply.code(201).header('location', `${app.prefix}/users/${user.id}`).send(toUser(user));
     },
   );
 

@@ -14,6 +14,8 @@ const { app } = await startTestApp(db);
 const PUBLIC = new Set([
   'POST /v1/auth/login',
   'POST /v1/auth/refresh',
+  'POST /v2/auth/login',
+  'POST /v2/auth/refresh',
   'GET /v1/openapi.json',
   'HEAD /v1/openapi.json',
   'GET /v2/openapi.json',
