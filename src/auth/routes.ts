@@ -35,8 +35,10 @@ import {
   revokeFamily,
   revokeUserSessions,
   rotateRefreshToken,
+  sessionLimitReached,
   sessionSubject,
   startSession,
+  type SessionLimit,
   TOKENS_VALID_AFTER_COLUMN,
   type ClientInfo,
 } from './sessions.js';
@@ -61,6 +63,12 @@ const LOCKED_COLUMN = 'coalesce(locked_until > now(), false) AS locked';
 
 const invalidCredentials = () => new AppError('INVALID_CREDENTIALS', 401, 'Invalid email or password');
 const invalidMfaCode = () => unprocessable('INVALID_MFA_TOKEN', 'Invalid or already used MFA code', [{ field: 'token', message: 'is not a valid code' }]);
+const sessionExpired = (limit: SessionLimit) =>
+  new AppError(
+    'SESSION_EXPIRED',
+    401,
+    limit === 'idle' ? 'The session was idle for too long and has ended; log in again' : 'The session reached its maximum lifetime and has ended; log in again',
+  );
 const invalidRefreshToken = () => new AppError('INVALID_REFRESH_TOKEN', 401, 'Invalid or expired refresh token');
 
 function clientOf(request: FastifyRequest): ClientInfo {
@@ -311,6 +319,21 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
           return { error: new AppError('REFRESH_TOKEN_REUSED', 401, 'Refresh token already used; the session was ended') };
         }
         if (stored.revoked || stored.expired) return { error: invalidRefreshToken() };
+        const limit = sessionLimitReached(stored, app.auth.now(), config);
+        if (limit !== null) {
+          // Ended for good, so that a later refresh is refused even if the limits are raised.
+          const revoked = await revokeFamily(tx, stored.family_id);
+          await auditAuth(tx, request, {
+            practiceId: stored.practice_id,
+            actorType: 'user',
+            actorId: stored.user_id,
+            action: 'auth.session_expired',
+            resourceIds: [stored.user_id],
+            outcome: 'denied',
+            details: { familyId: stored.family_id, reason: limit, tokensRevoked: revoked },
+          });
+          return { error: sessionExpired(limit) };
+        }
         const { rows } = await tx.query<UserRow & { sessions_ended: boolean; tokens_valid_after: number | null }>(
           `SELECT ${USER_COLUMNS}, ${TOKENS_VALID_AFTER_COLUMN}, sessions_valid_after > $2 AS sessions_ended FROM users WHERE id = $1`,
           [stored.user_id, stored.family_started_at],

@@ -140,6 +140,23 @@ export async function lockRefreshToken(tx: Queryable, refreshToken: string): Pro
   return rows[0];
 }
 
+export type SessionLimit = 'idle' | 'max_lifetime';
+
+/**
+ * Automatic logoff (45 CFR 164.312(a)(2)(iii)), judged on the token presented, which is the newest
+ * of its family when it is not rotated: idle when the last login or refresh (its issue) is longer
+ * ago than the idle timeout, too old when the login itself is longer ago than the lifetime.
+ */
+export function sessionLimitReached(
+  token: Pick<StoredRefreshToken, 'issued_at' | 'family_started_at'>,
+  nowMs: number,
+  limits: { sessionIdleTimeoutSeconds: number; sessionMaxLifetimeSeconds: number },
+): SessionLimit | null {
+  if (nowMs - token.family_started_at.getTime() > limits.sessionMaxLifetimeSeconds * 1000) return 'max_lifetime';
+  if (nowMs - token.issued_at.getTime() > limits.sessionIdleTimeoutSeconds * 1000) return 'idle';
+  return null;
+}
+
 export async function rotateRefreshToken(
   app: FastifyInstance,
   tx: Queryable,
