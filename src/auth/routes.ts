@@ -39,6 +39,7 @@ import {
   sessionSubject,
   startSession,
   type SessionLimit,
+  type StoredRefreshToken,
   TOKENS_VALID_AFTER_COLUMN,
   type ClientInfo,
 } from './sessions.js';
@@ -142,6 +143,20 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
 
   const recordFailedLogin = (request: FastifyRequest, user: LoginRow, reason: string) =>
     withSystem(db, (tx) => recordFailedAttempt(tx, request, user, 'auth.login', reason));
+
+  /** A refresh ends the login its token belongs to (reuse, automatic logoff), audited as refused. */
+  async function endFamily(tx: Queryable, request: FastifyRequest, stored: StoredRefreshToken, action: string, details: Record<string, unknown> = {}) {
+    const revoked = await revokeFamily(tx, stored.family_id);
+    await auditAuth(tx, request, {
+      practiceId: stored.practice_id,
+      actorType: 'user',
+      actorId: stored.user_id,
+      action,
+      resourceIds: [stored.user_id],
+      outcome: 'denied',
+      details: { familyId: stored.family_id, tokensRevoked: revoked, ...details },
+    });
+  }
 
   /**
    * A signed-in person's own route checks a credential (password, MFA code): it spends one of the
@@ -305,33 +320,15 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
           // Already exchanged once: someone else holds this chain. End the whole login, and the
           // access tokens already issued from it: which of the user's access tokens came from this
           // family isn't recorded, so all of them are cut off (other sessions refresh and go on).
-          const revoked = await revokeFamily(tx, stored.family_id);
+          await endFamily(tx, request, stored, 'auth.refresh_reuse_detected');
           await cutOffAccessTokens(app, tx, stored.user_id);
-          await auditAuth(tx, request, {
-            practiceId: stored.practice_id,
-            actorType: 'user',
-            actorId: stored.user_id,
-            action: 'auth.refresh_reuse_detected',
-            resourceIds: [stored.user_id],
-            outcome: 'denied',
-            details: { familyId: stored.family_id, tokensRevoked: revoked },
-          });
           return { error: new AppError('REFRESH_TOKEN_REUSED', 401, 'Refresh token already used; the session was ended') };
         }
         if (stored.revoked || stored.expired) return { error: invalidRefreshToken() };
         const limit = sessionLimitReached(stored, app.auth.now(), config);
         if (limit !== null) {
           // Ended for good, so that a later refresh is refused even if the limits are raised.
-          const revoked = await revokeFamily(tx, stored.family_id);
-          await auditAuth(tx, request, {
-            practiceId: stored.practice_id,
-            actorType: 'user',
-            actorId: stored.user_id,
-            action: 'auth.session_expired',
-            resourceIds: [stored.user_id],
-            outcome: 'denied',
-            details: { familyId: stored.family_id, reason: limit, tokensRevoked: revoked },
-          });
+          await endFamily(tx, request, stored, 'auth.session_expired', { reason: limit });
           return { error: sessionExpired(limit) };
         }
         const { rows } = await tx.query<UserRow & { sessions_ended: boolean; tokens_valid_after: number | null }>(

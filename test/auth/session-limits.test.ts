@@ -61,6 +61,14 @@ for (const target of databaseTargets()) {
     const login = async (user: TestUser) =>
       (await app.inject({ method: 'POST', url: '/v1/auth/login', payload: { email: user.email, password: user.password } })).json() as { refreshToken: string };
     const refresh = (refreshToken: string) => app.inject({ method: 'POST', url: '/v1/auth/refresh', payload: { refreshToken } });
+    /** As if the user's login began `loginAgo` and their token was issued (last refresh) `refreshAgo`. */
+    const backdate = (user: TestUser, loginAgo: string, refreshAgo: string) =>
+      withPractice(db, practice.id, (tx) =>
+        tx.query(
+          `UPDATE refresh_tokens SET family_started_at = now() - $2::interval, issued_at = now() - $3::interval WHERE user_id = $1`,
+          [user.id, loginAgo, refreshAgo],
+        ),
+      );
     const expired = (response: { statusCode: number; json(): unknown }) => {
       assert.equal(response.statusCode, 401);
       return (response.json() as { error: { code: string } }).error.code;
@@ -88,14 +96,7 @@ for (const target of databaseTargets()) {
       offset = 0;
       const user = practice.users.PRACTITIONER;
       const { refreshToken } = await login(user);
-      // Logged in an hour ago, last refreshed 14 minutes ago.
-      await withPractice(db, practice.id, (tx) =>
-        tx.query(
-          `UPDATE refresh_tokens SET family_started_at = now() - interval '1 hour', issued_at = now() - interval '14 minutes'
-            WHERE user_id = $1`,
-          [user.id],
-        ),
-      );
+      await backdate(user, '1 hour', '14 minutes');
       const response = await refresh(refreshToken);
       assert.equal(response.statusCode, 200, response.body);
       const next = (response.json() as { refreshToken: string }).refreshToken;
@@ -108,14 +109,7 @@ for (const target of databaseTargets()) {
       const user = practice.users.MANAGER;
       offset = 0;
       const { refreshToken } = await login(user);
-      // Backdate the login as if it began 12 hours ago, refreshed a minute ago.
-      await withPractice(db, practice.id, (tx) =>
-        tx.query(
-          `UPDATE refresh_tokens SET family_started_at = now() - interval '12 hours 1 minute', issued_at = now() - interval '1 minute'
-            WHERE user_id = $1`,
-          [user.id],
-        ),
-      );
+      await backdate(user, '12 hours 1 minute', '1 minute');
       const response = await refresh(refreshToken);
       assert.equal(expired(response), 'SESSION_EXPIRED');
       assert.match((response.json() as { error: { message: string } }).error.message, /maximum lifetime/);
