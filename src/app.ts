@@ -76,9 +76,11 @@ export interface AuthContext {
   /** Current and previous signing keys by kid: a rotation doesn't log everyone out. */
   verificationKeys: Record<string, JwtSecret>;
   revocations: RevocationStore;
+  /** The clock session limits are judged by (AppOptions.now in tests). */
+  now: () => number;
 }
 
-function authContext(config: Config, redis: Redis | null): AuthContext {
+function authContext(config: Config, redis: Redis | null, now: () => number): AuthContext {
   const signingKid = keyIdFor(config.jwtSecret);
   const verificationKeys: Record<string, JwtSecret> = { [signingKid]: config.jwtSecret };
   if (config.jwtPreviousSecret) verificationKeys[keyIdFor(config.jwtPreviousSecret)] = config.jwtPreviousSecret;
@@ -88,6 +90,7 @@ function authContext(config: Config, redis: Redis | null): AuthContext {
     signingSecret: config.jwtSecret,
     verificationKeys,
     revocations: redis ? new RedisRevocationStore(redis, memory) : memory,
+    now,
   };
 }
 
@@ -96,7 +99,7 @@ export interface AppOptions {
   db?: Database;
   /** Where log lines go (tests capture them); stdout by default. */
   logStream?: DestinationStream;
-  /** Clock for version sunset checks (tests). */
+  /** Clock for version sunset checks, rate-limit windows and session limits (tests). */
   now?: () => number;
   /** Extra plugins registered after the built-in routes (tests use it for probe routes). */
   plugins?: FastifyPluginAsync[];
@@ -156,7 +159,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   const redis = config.redisUrl ? await connectRedis(config.redisUrl) : null;
-  const auth = authContext(config, redis);
+  const auth = authContext(config, redis, options.now ?? Date.now);
   await loadRevocations(db, auth.revocations, config.accessTokenTtlSeconds);
   app.decorate('db', db);
   app.decorate('config', config);

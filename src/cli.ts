@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { recordAudit } from './audit/audit.js';
 import { checkPasswordPolicy, hashPassword } from './auth/passwords.js';
-import { isRole, isValidPermission, ROLES } from './auth/rbac.js';
+import { isKnownGrant, isRole, ROLES } from './auth/rbac.js';
 import { advanceTokenCutoff } from './auth/sessions.js';
 import { apiKeyHint, generateApiKey, hashToken } from './auth/tokens.js';
 import { normaliseEmail } from './auth/user-model.js';
@@ -139,8 +139,8 @@ const commands: Record<string, (db: Database, options: Options) => Promise<strin
     const practiceId = required(options, 'practice');
     const name = required(options, 'name');
     const permissions = required(options, 'permissions').split(',').map((p) => p.trim()).filter(Boolean);
-    const bad = permissions.filter((p) => !isValidPermission(p));
-    if (bad.length > 0) throw new UsageError(`--permissions: not permissions: ${bad.join(', ')}`);
+    const bad = permissions.filter((p) => !isKnownGrant(p));
+    if (bad.length > 0) throw new UsageError(`--permissions: not known permissions: ${bad.join(', ')}`);
     const key = generateApiKey();
     const id = await withSystem(db, async (tx) => {
       await requirePractice(tx, practiceId);

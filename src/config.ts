@@ -32,6 +32,12 @@ export interface Config {
   jwtAudience: string;
   accessTokenTtlSeconds: number;
   refreshTokenTtlSeconds: number;
+  /**
+   * Automatic logoff (45 CFR 164.312(a)(2)(iii)): a session (a login's refresh-token family) not
+   * refreshed for longer than this can't be refreshed any more, nor one older than the lifetime.
+   */
+  sessionIdleTimeoutSeconds: number;
+  sessionMaxLifetimeSeconds: number;
   /** Consecutive failed logins that lock an account, and for how long. */
   loginLockoutThreshold: number;
   loginLockoutMinutes: number;
@@ -206,6 +212,24 @@ function readTrustProxy(env: Env): boolean | string {
   return raw;
 }
 
+/**
+ * The session limits. The idle time can't be shorter than an access token's life: a client that
+ * refreshes when its token runs out must still find its session, and then a session left alone is
+ * entirely over (refresh refused, last access token expired) once the idle time has passed. The
+ * lifetime can't be shorter than the idle time it caps.
+ */
+function readSessionLimits(env: Env, accessTokenTtlSeconds: number) {
+  const sessionIdleTimeoutSeconds = readInteger(env, 'SESSION_IDLE_TIMEOUT_SECONDS', 15 * 60, 60, 86_400);
+  if (sessionIdleTimeoutSeconds < accessTokenTtlSeconds) {
+    throw new ConfigError('SESSION_IDLE_TIMEOUT_SECONDS', `must be at least ACCESS_TOKEN_TTL_SECONDS (${accessTokenTtlSeconds}), got ${sessionIdleTimeoutSeconds}`);
+  }
+  const sessionMaxLifetimeSeconds = readInteger(env, 'SESSION_MAX_LIFETIME_SECONDS', 12 * 3600, 300, 30 * 86_400);
+  if (sessionMaxLifetimeSeconds < sessionIdleTimeoutSeconds) {
+    throw new ConfigError('SESSION_MAX_LIFETIME_SECONDS', `must be at least SESSION_IDLE_TIMEOUT_SECONDS (${sessionIdleTimeoutSeconds}), got ${sessionMaxLifetimeSeconds}`);
+  }
+  return { sessionIdleTimeoutSeconds, sessionMaxLifetimeSeconds };
+}
+
 function readSecret(env: Env, name: string, nodeEnv: NodeEnv, minLength: number): string | undefined {
   const value = readString(env, name);
   if (value === undefined) {
@@ -303,6 +327,8 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError('MEDSPA_ADMIN_PASSWORD', 'must be at least 8 characters');
   }
 
+  const accessTokenTtlSeconds = readInteger(env, 'ACCESS_TOKEN_TTL_SECONDS', 900, 60, 86_400);
+
   const config: Config = {
     nodeEnv,
     port: readInteger(env, 'PORT', 3000, 0, 65535),
@@ -315,8 +341,9 @@ export function loadConfig(env: Env = process.env): Config {
     jwtPreviousSecret,
     jwtIssuer: readString(env, 'JWT_ISSUER') ?? 'medspasync-pro',
     jwtAudience: readString(env, 'JWT_AUDIENCE') ?? 'medspasync-pro-api',
-    accessTokenTtlSeconds: readInteger(env, 'ACCESS_TOKEN_TTL_SECONDS', 900, 60, 86_400),
+    accessTokenTtlSeconds,
     refreshTokenTtlSeconds: readInteger(env, 'REFRESH_TOKEN_TTL_SECONDS', 14 * 86_400, 300, 90 * 86_400),
+    ...readSessionLimits(env, accessTokenTtlSeconds),
     loginLockoutThreshold: readInteger(env, 'LOGIN_LOCKOUT_THRESHOLD', 10, 3, 1000),
     loginLockoutMinutes: readInteger(env, 'LOGIN_LOCKOUT_MINUTES', 15, 1, 24 * 60),
     encryptionKey,

@@ -47,6 +47,10 @@ test('create a practice, an admin, reset the password and create an API key', as
   const apiKey = /Key \(shown once\): (msp_live_\S+)/.exec(key.stdout)?.[1];
   assert.ok(apiKey);
 
+  const unknown = await cli('create-api-key', '--practice', practiceId, '--name', 'Typo', '--permissions', 'read:patients,read:nonsense');
+  assert.notEqual(unknown.code, 0, 'a permission that does not exist is refused, not stored');
+  assert.match(unknown.stderr, /not known permissions: read:nonsense/);
+
   const db = await openPglite({ dataDir });
   try {
     const rows = await withSystem(db, async (tx) => ({

@@ -9,7 +9,7 @@ import { AppError, notFound, validationError } from '../http/errors.js';
 import { errorResponses } from '../http/openapi.js';
 import { isUuid, PathId } from '../http/pagination.js';
 import { auditActor, principalOf } from './guard.js';
-import { isValidPermission, permissionsNotGrantable } from './rbac.js';
+import { isKnownGrant, isValidPermission, permissionsNotGrantable } from './rbac.js';
 import { apiKeyHint, generateApiKey, hashToken } from './tokens.js';
 
 const ApiKey = Type.Object(
@@ -82,9 +82,16 @@ export async function apiKeyRoutes(app: FastifyInstance): Promise<void> {
     async (request, reply) => {
       const principal = principalOf(request);
       const body = request.body as { name: string; permissions: string[] };
-      const malformed = body.permissions.filter((p) => !isValidPermission(p));
-      if (malformed.length > 0) {
-        throw validationError(malformed.map((p) => ({ field: 'permissions', message: `"${p}" is not a permission like read:patients` })));
+      // Checked before what the caller may grant: a permission that doesn't exist is the request's
+      // mistake (400) whoever sends it, not a lack of rights (403).
+      const unknown = body.permissions.filter((p) => !isKnownGrant(p));
+      if (unknown.length > 0) {
+        throw validationError(
+          unknown.map((p) => ({
+            field: 'permissions',
+            message: isValidPermission(p) ? `"${p}" is not a known permission` : `"${p}" is not a permission like read:patients`,
+          })),
+        );
       }
       const beyond = permissionsNotGrantable(principal.permissions, body.permissions);
       if (beyond.length > 0) {

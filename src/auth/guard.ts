@@ -3,8 +3,9 @@
 // cover the route's declared `permission`. A route that declares neither is refused (fail closed),
 // and a test walks every route to make sure none is left that way.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { requestOrigin } from '../audit/audit.js';
 import type { Database } from '../db/database.js';
-import { withSystem } from '../db/scope.js';
+import { isUuid, withSystem } from '../db/scope.js';
 import { AppError, forbidden, unauthorized } from '../http/errors.js';
 import { AccessTokenVerifier, JwtError, type JwtSecret } from './jwt.js';
 import { hasPermission, type Role } from './rbac.js';
@@ -117,8 +118,37 @@ async function authenticate(request: FastifyRequest, verifier: AccessTokenVerifi
   return null;
 }
 
+/**
+ * A refused attempt is part of the audit trail (HIPAA 164.312(b)): who tried which route, needing
+ * which permission. Only the route's pattern and the record ids in the path are named, never the
+ * query or the body (they may hold PHI). Group-committed with the reads' events, and only on the
+ * refusal: the allowed path pays nothing. Awaited, so the 403 leaves with its record written; an
+ * audit failure is logged and does not turn the 403 into a 500.
+ */
+async function auditDenial(request: FastifyRequest, principal: Principal): Promise<void> {
+  const permission = request.routeOptions.config.permission ?? null;
+  // Record ids from the path (:id, :patientId …) are UUIDs; any other text there is not recorded.
+  const ids = Object.values((request.params ?? {}) as Record<string, unknown>).filter((value): value is string => typeof value === 'string' && isUuid(value));
+  await request.server.auditWriter
+    .record({
+      ...requestOrigin(request),
+      ...auditActor(principal),
+      action: 'access.denied',
+      resourceType: permission?.split(':')[1] ?? null,
+      resourceIds: ids,
+      outcome: 'denied',
+      details: { permission, method: request.method, route: request.routeOptions.url ?? null },
+    })
+    .catch((error: unknown) => request.log.error({ err: error }, 'could not audit a permission denial'));
+}
+
 export function registerAuthGuard(app: FastifyInstance, options: GuardOptions): void {
   app.decorateRequest('principal', null);
+  // Every 403 of an authenticated caller, whether the guard refused the route or a handler refused
+  // what the caller asked (granting a permission or a role they don't hold).
+  app.addHook('onError', async (request, _reply, error) => {
+    if (request.principal !== null && (error as { statusCode?: unknown }).statusCode === 403) await auditDenial(request, request.principal);
+  });
   const verifier = new AccessTokenVerifier({ keys: options.keys, issuer: options.issuer, audience: options.audience });
   app.addHook('onRequest', async (request, reply) => {
     const url = request.routeOptions.url;

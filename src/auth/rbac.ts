@@ -87,6 +87,17 @@ export function hasPermission(granted: readonly string[], required: string): boo
   });
 }
 
+/**
+ * Whether a permission to be granted (an API key's scope) names something that exists: a known
+ * permission, or a wildcard covering at least one ("read:*", "*:patients"). "read:nonsense" or
+ * "delete:users" is well formed but reaches no route, so it is a mistake to report (400), not a
+ * grant to refuse (403) or, worse, to store for a permission someone may add later.
+ */
+export function isKnownGrant(permission: unknown): permission is string {
+  if (!isValidPermission(permission)) return false;
+  return KNOWN_PERMISSIONS.some((known) => hasPermission([permission], known));
+}
+
 /** The requested permissions that the granter doesn't hold (empty when all may be granted). */
 export function permissionsNotGrantable(granterPermissions: readonly string[], requested: readonly string[]): string[] {
   return requested.filter((permission) => !hasPermission(granterPermissions, permission));

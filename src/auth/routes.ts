@@ -20,6 +20,7 @@ import { persistTokenRevocation } from './revocation.js';
 import {
   LoginBody,
   LogoutBody,
+  MfaDisableBody,
   MfaSetupBody,
   MfaSetupResponse,
   MfaTokenBody,
@@ -34,8 +35,11 @@ import {
   revokeFamily,
   revokeUserSessions,
   rotateRefreshToken,
+  sessionLimitReached,
   sessionSubject,
   startSession,
+  type SessionLimit,
+  type StoredRefreshToken,
   TOKENS_VALID_AFTER_COLUMN,
   type ClientInfo,
 } from './sessions.js';
@@ -55,7 +59,17 @@ interface LoginRow extends UserRow, MfaState {
   locked_seconds_left: number | null;
 }
 
+/** Whether the account is locked out now (users.locked_until, set by recordFailedAttempt). */
+const LOCKED_COLUMN = 'coalesce(locked_until > now(), false) AS locked';
+
 const invalidCredentials = () => new AppError('INVALID_CREDENTIALS', 401, 'Invalid email or password');
+const invalidMfaCode = () => unprocessable('INVALID_MFA_TOKEN', 'Invalid or already used MFA code', [{ field: 'token', message: 'is not a valid code' }]);
+const sessionExpired = (limit: SessionLimit) =>
+  new AppError(
+    'SESSION_EXPIRED',
+    401,
+    limit === 'idle' ? 'The session was idle for too long and has ended; log in again' : 'The session reached its maximum lifetime and has ended; log in again',
+  );
 const invalidRefreshToken = () => new AppError('INVALID_REFRESH_TOKEN', 401, 'Invalid or expired refresh token');
 
 function clientOf(request: FastifyRequest): ClientInfo {
@@ -90,60 +104,98 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
     );
   }
 
-  /** Counts a failure in one statement (no read-then-write race) and locks at the threshold. */
-  async function recordFailedLogin(request: FastifyRequest, user: LoginRow, reason: string) {
-    await withSystem(db, async (tx) => {
-      const { rows } = await tx.query<{ failed_logins: number; locked: boolean }>(
-        `UPDATE users SET failed_logins = failed_logins + 1,
-                locked_until = CASE WHEN failed_logins + 1 >= $2
-                                    THEN now() + make_interval(mins => $3) ELSE locked_until END
-          WHERE id = $1
-          RETURNING failed_logins, locked_until > now() AS locked`,
-        [user.id, config.loginLockoutThreshold, config.loginLockoutMinutes],
-      );
-      const row = rows[0]!;
+  /**
+   * Counts a failed credential (a wrong password or MFA code, on login or on a signed-in person's
+   * own routes) in one statement, no read-then-write race, and locks the account at the threshold.
+   * One counter for every route, so guesses can't be spread over several to escape it.
+   */
+  async function recordFailedAttempt(tx: Queryable, request: FastifyRequest, user: { id: string; practice_id: string }, action: string, reason: string) {
+    const { rows } = await tx.query<{ failed_logins: number; locked: boolean }>(
+      `UPDATE users SET failed_logins = failed_logins + 1,
+              locked_until = CASE WHEN failed_logins + 1 >= $2
+                                  THEN now() + make_interval(mins => $3) ELSE locked_until END
+        WHERE id = $1
+        RETURNING failed_logins, locked_until > now() AS locked`,
+      [user.id, config.loginLockoutThreshold, config.loginLockoutMinutes],
+    );
+    const row = rows[0]!;
+    await auditAuth(tx, request, {
+      practiceId: user.practice_id,
+      actorType: 'user',
+      actorId: user.id,
+      action,
+      resourceIds: [user.id],
+      outcome: 'failure',
+      details: { reason, consecutiveFailures: row.failed_logins, locked: row.locked === true },
+    });
+    if (row.locked && row.failed_logins === config.loginLockoutThreshold) {
       await auditAuth(tx, request, {
         practiceId: user.practice_id,
-        actorType: 'user',
-        actorId: user.id,
-        action: 'auth.login',
+        actorType: 'system',
+        actorId: null,
+        action: 'auth.account_locked',
         resourceIds: [user.id],
-        outcome: 'failure',
-        details: { reason, consecutiveFailures: row.failed_logins, locked: row.locked === true },
+        outcome: 'success',
+        details: { minutes: config.loginLockoutMinutes },
       });
-      if (row.locked && row.failed_logins === config.loginLockoutThreshold) {
-        await auditAuth(tx, request, {
-          practiceId: user.practice_id,
-          actorType: 'system',
-          actorId: null,
-          action: 'auth.account_locked',
-          resourceIds: [user.id],
-          outcome: 'success',
-          details: { minutes: config.loginLockoutMinutes },
-        });
-      }
+    }
+  }
+
+  const recordFailedLogin = (request: FastifyRequest, user: LoginRow, reason: string) =>
+    withSystem(db, (tx) => recordFailedAttempt(tx, request, user, 'auth.login', reason));
+
+  /** A refresh ends the login its token belongs to (reuse, automatic logoff), audited as refused. */
+  async function endFamily(tx: Queryable, request: FastifyRequest, stored: StoredRefreshToken, action: string, details: Record<string, unknown> = {}) {
+    const revoked = await revokeFamily(tx, stored.family_id);
+    await auditAuth(tx, request, {
+      practiceId: stored.practice_id,
+      actorType: 'user',
+      actorId: stored.user_id,
+      action,
+      resourceIds: [stored.user_id],
+      outcome: 'denied',
+      details: { familyId: stored.family_id, tokensRevoked: revoked, ...details },
     });
   }
 
   /**
-   * The signed-in person proves they know their password again (changing it, enrolling MFA): an
-   * access token alone, stolen or left on a shared screen, must not be enough. A wrong one is
-   * audited and answered 422 naming the field.
+   * A signed-in person's own route checks a credential (password, MFA code): it spends one of the
+   * account's attempts from the same per-account budget as login (once per request, 429 when
+   * spent), so a stolen access token can't guess from rotating addresses up to the per-IP limit.
+   */
+  async function spendAccountAttempt(request: FastifyRequest): Promise<void> {
+    if (request.loginAccountKey == null) await app.loginAttemptGuard?.(request, principalOf(request).email!);
+  }
+
+  /** A wrong credential on a signed-in person's route: counted toward the lock, or, while locked, audited as denied. */
+  async function refuseAccountAttempt(request: FastifyRequest, locked: boolean, action: string, reason: string) {
+    const principal = principalOf(request);
+    await withPractice(db, principal.practiceId, (tx) =>
+      locked
+        ? auditAuth(tx, request, { ...auditActor(principal), action, resourceIds: [principal.id], outcome: 'denied', details: { reason: 'locked' } })
+        : recordFailedAttempt(tx, request, { id: principal.id, practice_id: principal.practiceId }, action, reason),
+    );
+  }
+
+  /**
+   * The signed-in person proves they know their password again (changing it, enrolling or
+   * disabling MFA): an access token alone, stolen or left on a shared screen, must not be enough.
+   * A wrong one is counted like a failed login, audited and answered 422 naming the field; while
+   * the account is locked even the right one gets that answer, as login does.
    */
   async function confirmPassword(request: FastifyRequest, password: string, action: string, field: string): Promise<UserRow> {
     const principal = principalOf(request);
+    await spendAccountAttempt(request);
     const user = await withPractice(db, principal.practiceId, async (tx) => {
-      const { rows } = await tx.query<UserRow & { password_hash: string }>(
-        `SELECT ${USER_COLUMNS}, password_hash FROM users WHERE id = $1`,
+      const { rows } = await tx.query<UserRow & { password_hash: string; locked: boolean }>(
+        `SELECT ${USER_COLUMNS}, password_hash, ${LOCKED_COLUMN} FROM users WHERE id = $1`,
         [principal.id],
       );
       return rows[0];
     });
     if (user === undefined) throw unauthorized();
-    if (!(await verifyPassword(user.password_hash, password))) {
-      await withPractice(db, principal.practiceId, (tx) =>
-        auditAuth(tx, request, { ...auditActor(principal), action, resourceIds: [principal.id], outcome: 'failure', details: { reason: 'bad_password' } }),
-      );
+    if (user.locked || !(await verifyPassword(user.password_hash, password))) {
+      await refuseAccountAttempt(request, user.locked, action, 'bad_password');
       throw new AppError('INVALID_CREDENTIALS', 422, 'The password is not correct', [{ field, message: 'is not correct' }]);
     }
     return user;
@@ -268,20 +320,17 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
           // Already exchanged once: someone else holds this chain. End the whole login, and the
           // access tokens already issued from it: which of the user's access tokens came from this
           // family isn't recorded, so all of them are cut off (other sessions refresh and go on).
-          const revoked = await revokeFamily(tx, stored.family_id);
+          await endFamily(tx, request, stored, 'auth.refresh_reuse_detected');
           await cutOffAccessTokens(app, tx, stored.user_id);
-          await auditAuth(tx, request, {
-            practiceId: stored.practice_id,
-            actorType: 'user',
-            actorId: stored.user_id,
-            action: 'auth.refresh_reuse_detected',
-            resourceIds: [stored.user_id],
-            outcome: 'denied',
-            details: { familyId: stored.family_id, tokensRevoked: revoked },
-          });
           return { error: new AppError('REFRESH_TOKEN_REUSED', 401, 'Refresh token already used; the session was ended') };
         }
         if (stored.revoked || stored.expired) return { error: invalidRefreshToken() };
+        const limit = sessionLimitReached(stored, app.auth.now(), config);
+        if (limit !== null) {
+          // Ended for good, so that a later refresh is refused even if the limits are raised.
+          await endFamily(tx, request, stored, 'auth.session_expired', { reason: limit });
+          return { error: sessionExpired(limit) };
+        }
         const { rows } = await tx.query<UserRow & { sessions_ended: boolean; tokens_valid_after: number | null }>(
           `SELECT ${USER_COLUMNS}, ${TOKENS_VALID_AFTER_COLUMN}, sessions_valid_after > $2 AS sessions_ended FROM users WHERE id = $1`,
           [stored.user_id, stored.family_started_at],
@@ -398,8 +447,11 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
     },
   );
 
-  async function mfaStateOf(tx: Queryable, userId: string): Promise<MfaState & { email: string }> {
-    const { rows } = await tx.query<MfaState & { email: string }>(`SELECT ${MFA_STATE_COLUMNS}, email FROM users WHERE id = $1`, [userId]);
+  async function mfaStateOf(tx: Queryable, userId: string): Promise<MfaState & { email: string; locked: boolean }> {
+    const { rows } = await tx.query<MfaState & { email: string; locked: boolean }>(
+      `SELECT ${MFA_STATE_COLUMNS}, email, ${LOCKED_COLUMN} FROM users WHERE id = $1`,
+      [userId],
+    );
     if (rows[0] === undefined) throw unauthorized();
     return rows[0];
   }
@@ -445,25 +497,25 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
     async (request) => {
       const principal = principalOf(request);
       const { token } = request.body as { token: string };
+      await spendAccountAttempt(request);
       const result = await withPractice(db, principal.practiceId, async (tx) => {
         const state = await mfaStateOf(tx, principal.id);
         if (state.mfa_enabled) throw conflict('MFA_ALREADY_ENABLED', 'MFA is already enabled');
         if (state.mfa_pending_secret === null) {
           throw unprocessable('MFA_SETUP_REQUIRED', 'Call POST /auth/mfa/setup first');
         }
+        if (state.locked) return { locked: true, codes: null };
         const codes = await completeEnrolment(app, tx, state, token.replace(/\s+/g, ''));
         if (codes !== null) {
           await auditAuth(tx, request, { ...auditActor(principal), action: 'auth.mfa_enable', resourceIds: [principal.id], outcome: 'success' });
         }
-        return codes;
+        return { locked: false, codes };
       });
-      if (result === null) {
-        await withPractice(db, principal.practiceId, (tx) =>
-          auditAuth(tx, request, { ...auditActor(principal), action: 'auth.mfa_enable', resourceIds: [principal.id], outcome: 'failure', details: { reason: 'bad_code' } }),
-        );
-        throw unprocessable('INVALID_MFA_TOKEN', 'Invalid or already used MFA code', [{ field: 'token', message: 'is not a valid code' }]);
+      if (result.codes === null) {
+        await refuseAccountAttempt(request, result.locked, 'auth.mfa_enable', 'bad_code');
+        throw invalidMfaCode();
       }
-      return { mfaEnabled: true as const, recoveryCodes: result };
+      return { mfaEnabled: true as const, recoveryCodes: result.codes };
     },
   );
 
@@ -474,28 +526,28 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
       schema: {
         tags: ['Authentication'],
         summary: 'Disable MFA',
-        description: 'Needs a valid current code (or a recovery code).',
-        body: MfaTokenBody,
+        description: 'Needs the current password and a valid current code (or a recovery code).',
+        body: MfaDisableBody,
         response: { 204: { type: 'null', description: 'MFA disabled' }, ...errorResponses(400, 401, 403, 409, 422) },
       },
     },
     async (request, reply) => {
       const principal = principalOf(request);
-      const { token } = request.body as { token: string };
-      const ok = await withPractice(db, principal.practiceId, async (tx) => {
+      const { token, password } = request.body as { token: string; password: string };
+      await confirmPassword(request, password, 'auth.mfa_disable', 'password');
+      const result = await withPractice(db, principal.practiceId, async (tx) => {
         const state = await mfaStateOf(tx, principal.id);
         if (!state.mfa_enabled) throw conflict('MFA_NOT_ENABLED', 'MFA is not enabled');
+        if (state.locked) return { locked: true, ok: false };
         const factor = await verifySecondFactor(app, tx, state, token.trim());
-        if (factor === null) return false;
+        if (factor === null) return { locked: false, ok: false };
         await disableMfa(tx, principal.id);
         await auditAuth(tx, request, { ...auditActor(principal), action: 'auth.mfa_disable', resourceIds: [principal.id], outcome: 'success', details: { factor } });
-        return true;
+        return { locked: false, ok: true };
       });
-      if (!ok) {
-        await withPractice(db, principal.practiceId, (tx) =>
-          auditAuth(tx, request, { ...auditActor(principal), action: 'auth.mfa_disable', resourceIds: [principal.id], outcome: 'failure', details: { reason: 'bad_code' } }),
-        );
-        throw unprocessable('INVALID_MFA_TOKEN', 'Invalid or already used MFA code', [{ field: 'token', message: 'is not a valid code' }]);
+      if (!result.ok) {
+        await refuseAccountAttempt(request, result.locked, 'auth.mfa_disable', 'bad_code');
+        throw invalidMfaCode();
       }
       return reply.code(204).send();
     },

@@ -29,13 +29,11 @@ export const LogoutBody = Type.Object(
   { additionalProperties: false },
 );
 
+const CurrentPassword = (description: string) => Type.String({ minLength: 1, maxLength: PASSWORD_MAX_LENGTH * 4, description });
+
 export const MfaSetupBody = Type.Object(
   {
-    password: Type.String({
-      minLength: 1,
-      maxLength: PASSWORD_MAX_LENGTH * 4,
-      description: 'The current password: a stolen access token alone must not be able to enrol its own authenticator',
-    }),
+    password: CurrentPassword('The current password: a stolen access token alone must not be able to enrol its own authenticator'),
     algorithm: Type.Optional(
       Type.Union([Type.Literal('SHA256'), Type.Literal('SHA1')], {
         description: 'SHA256 (blueprint default); SHA1 for authenticator apps that ignore the algorithm parameter',
@@ -53,8 +51,18 @@ export const MfaSetupResponse = Type.Object({
   period: Type.Integer(),
 });
 
+const MfaCode = (description: string) => Type.String({ minLength: 1, maxLength: 32, description });
+
 export const MfaTokenBody = Type.Object(
-  { token: Type.String({ minLength: 1, maxLength: 32 }) },
+  { token: MfaCode('A current code from the authenticator app') },
+  { additionalProperties: false },
+);
+
+export const MfaDisableBody = Type.Object(
+  {
+    password: CurrentPassword('The current password: a stolen access token alone must not be able to turn MFA off'),
+    token: MfaCode('A current TOTP code, or a recovery code'),
+  },
   { additionalProperties: false },
 );
 
@@ -65,7 +73,7 @@ export const MfaVerifyResponse = Type.Object({
 
 export const PasswordChangeBody = Type.Object(
   {
-    currentPassword: Type.String({ minLength: 1, maxLength: PASSWORD_MAX_LENGTH * 4 }),
+    currentPassword: CurrentPassword('The current password'),
     newPassword: Type.String({ minLength: 1, maxLength: PASSWORD_MAX_LENGTH * 4 }),
   },
   { additionalProperties: false },

@@ -105,28 +105,34 @@ export interface StoredRefreshToken {
   user_id: string;
   family_id: string;
   family_started_at: Date;
+  /** When this token was issued: the session's last login or refresh. */
+  issued_at: Date;
   expired: boolean;
   rotated: boolean;
   revoked: boolean;
 }
 
 /**
- * Finds a refresh token and takes, in this order, the locks every session change takes: the
- * user's row (shared; a password change or logout-everywhere holds it exclusively), the login
- * family (so a reuse revocation and a rotation can't interleave), then the token's own row (so two
- * refreshes can't both rotate it). One order everywhere means waiting, never deadlock.
+ * Finds a refresh token and locks, in this order, what every session change locks: the user's
+ * row, then the token's own row (so two refreshes can't both rotate it).
+ *
+ * The user's row is locked FOR NO KEY UPDATE, the strength of the UPDATE users that a refresh may
+ * still have to run: a rotated token presented again ends the session and cuts off the user's
+ * access tokens (cutOffAccessTokens). Taking it FOR SHARE and upgrading later deadlocked: of five
+ * concurrent refreshes with one token, the second held the family and waited for the others'
+ * shared locks on the user's row, while they waited for the family (PostgreSQL broke the cycle
+ * after deadlock_timeout, a 409 a second later). Held exclusively from the start, a user's refreshes
+ * simply queue (each is a few short statements), and password changes, logouts everywhere and
+ * deactivations, which UPDATE the row first, queue with them. The row lock covers the whole
+ * family, so no separate family lock is needed.
  */
 export async function lockRefreshToken(tx: Queryable, refreshToken: string): Promise<StoredRefreshToken | undefined> {
   const hash = hashToken(refreshToken);
-  const { rows: found } = await tx.query<{ user_id: string; family_id: string }>(
-    'SELECT user_id, family_id FROM refresh_tokens WHERE token_hash = $1',
-    [hash],
-  );
+  const { rows: found } = await tx.query<{ user_id: string }>('SELECT user_id FROM refresh_tokens WHERE token_hash = $1', [hash]);
   if (found[0] === undefined) return undefined;
-  await tx.query('SELECT 1 FROM users WHERE id = $1 FOR SHARE', [found[0].user_id]);
-  await lockFamily(tx, found[0].family_id);
+  await tx.query('SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE', [found[0].user_id]);
   const { rows } = await tx.query<StoredRefreshToken>(
-    `SELECT id, practice_id, user_id, family_id, family_started_at, expires_at <= now() AS expired,
+    `SELECT id, practice_id, user_id, family_id, family_started_at, issued_at, expires_at <= now() AS expired,
             rotated_at IS NOT NULL AS rotated, revoked_at IS NOT NULL AS revoked
        FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE`,
     [hash],
@@ -134,10 +140,21 @@ export async function lockRefreshToken(tx: Queryable, refreshToken: string): Pro
   return rows[0];
 }
 
-const FAMILY_LOCK_CLASS = 0x726674; // "rft"
+export type SessionLimit = 'idle' | 'max_lifetime';
 
-function lockFamily(tx: Queryable, familyId: string) {
-  return tx.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [FAMILY_LOCK_CLASS, familyId]);
+/**
+ * Automatic logoff (45 CFR 164.312(a)(2)(iii)), judged on the token presented, which is the newest
+ * of its family when it is not rotated: idle when the last login or refresh (its issue) is longer
+ * ago than the idle timeout, too old when the login itself is longer ago than the lifetime.
+ */
+export function sessionLimitReached(
+  token: Pick<StoredRefreshToken, 'issued_at' | 'family_started_at'>,
+  nowMs: number,
+  limits: { sessionIdleTimeoutSeconds: number; sessionMaxLifetimeSeconds: number },
+): SessionLimit | null {
+  if (nowMs - token.family_started_at.getTime() > limits.sessionMaxLifetimeSeconds * 1000) return 'max_lifetime';
+  if (nowMs - token.issued_at.getTime() > limits.sessionIdleTimeoutSeconds * 1000) return 'idle';
+  return null;
 }
 
 export async function rotateRefreshToken(
@@ -153,8 +170,8 @@ export async function rotateRefreshToken(
   return { accessToken: token, refreshToken, expiresIn: app.config.accessTokenTtlSeconds };
 }
 
+/** Ends one login. The caller holds the user's row (lockRefreshToken). */
 export async function revokeFamily(tx: Queryable, familyId: string): Promise<number> {
-  await lockFamily(tx, familyId);
   const { rowCount } = await tx.query(
     'UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL',
     [familyId],

@@ -1,6 +1,8 @@
 // Request validation: query strings, path parameters and headers arrive as text, so they are
 // coerced ("?page=2" is the number 2); JSON bodies are not, so `"firstName": true` or
-// `["Jane"]` is a 400 instead of being stored as the text "true" or "Jane".
+// `["Jane"]` is a 400 instead of being stored as the text "true" or "Jane". An integer in a query
+// string must be written in digits: Ajv's coercion is Number(text), which also reads "1e3" (1000),
+// "0x10", " 7" and "" (0).
 import { isUtf8 } from 'node:buffer';
 import { AjvCompiler } from '@fastify/ajv-compiler';
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
@@ -25,8 +27,54 @@ export function strictBodyValidators(): BuildValidator {
     const coercing = pool(externalSchemas, options);
     const noCoercion = { ...options, customOptions: { ...options?.customOptions, coerceTypes: false } };
     const strict = pool(externalSchemas, noCoercion as typeof options);
-    return (route) => (route.httpPart === 'body' ? strict : coercing)(route);
+    return (route) => {
+      if (route.httpPart === 'body') return strict(route);
+      const validate = coercing(route);
+      return route.httpPart === 'querystring' ? digitsOnlyIntegers(route.schema, validate) : validate;
+    };
   };
+}
+
+type Validate = ReturnType<ReturnType<BuildValidator>>;
+interface QuerySchema {
+  type?: unknown;
+  properties?: Record<string, { type?: unknown; items?: { type?: unknown } }>;
+}
+
+const isInteger = (schema: { type?: unknown } | undefined) => schema?.type === 'integer';
+const DIGITS = /^-?\d{1,15}$/;
+
+/**
+ * Every integer property of a query-string schema (or array of integers: `?ids=1&ids=2`) is
+ * checked as text before Ajv coerces it, with the error in Ajv's shape so the envelope names the
+ * field like any other. Up to 15 digits: beyond that Number() silently rounds.
+ */
+function digitsOnlyIntegers(schema: unknown, validate: Validate): Validate {
+  const integers = Object.entries((schema as QuerySchema).properties ?? {})
+    .filter(([, property]) => isInteger(property) || (property.type === 'array' && isInteger(property.items)))
+    .map(([name]) => name);
+  if (integers.length === 0) return validate;
+  const checked = ((data: unknown, context?: unknown) => {
+    const query = (data ?? {}) as Record<string, unknown>;
+    const errors = integers.flatMap((name) => {
+      const value = query[name];
+      if (value === undefined) return [];
+      const texts = Array.isArray(value) ? value : [value];
+      return texts.every((text) => typeof text === 'string' && DIGITS.test(text))
+        ? []
+        : [{ instancePath: `/${name}`, schemaPath: '#/digits', keyword: 'type', params: { type: 'integer' }, message: 'must be a whole number written in digits' }];
+    });
+    if (errors.length > 0) {
+      checked.errors = errors;
+      return false;
+    }
+    const valid = (validate as (data: unknown, context?: unknown) => boolean)(data, context);
+    checked.errors = (validate as { errors?: unknown }).errors;
+    return valid;
+  }) as ((data: unknown, context?: unknown) => boolean) & { errors?: unknown; schemaEnv?: unknown };
+  // Fastify passes the parent (so Ajv may replace coerced values) only to a function that has this.
+  checked.schemaEnv = (validate as { schemaEnv?: unknown }).schemaEnv;
+  return checked as unknown as Validate;
 }
 
 const CHARSET = /;\s*charset\s*=\s*"?([^";\s]*)/i;

@@ -119,5 +119,21 @@ for (const target of databaseTargets()) {
       assert.equal(actions.filter((a) => a === 'api_key.create').length, 4);
       assert.equal(actions.filter((a) => a === 'api_key.revoke').length, 2, 'one by hand, one with its creator');
     });
+
+    test('a key asking for a permission that does not exist is a 400 naming it, not a 403 or a stored grant', async () => {
+      // Well formed but reaching no route. ADMIN holds read:*, admin:* and delete:*, so without the
+      // check three of these would be stored, and frobnicate:patients refused with a misleading 403.
+      for (const permission of ['read:nonsense', 'admin:everything', 'frobnicate:patients', 'delete:users']) {
+        const response = await create({ name: 'typo', permissions: ['read:services', permission] });
+        assert.equal(response.statusCode, 400, `${permission} → ${response.body}`);
+        const { error } = response.json() as { error: { code: string; details: Array<{ field: string; message: string }> } };
+        assert.equal(error.code, 'VALIDATION_ERROR');
+        assert.deepEqual(error.details, [{ field: 'permissions', message: `"${permission}" is not a known permission` }]);
+      }
+      const keyAdmin = (await create({ name: 'key admin', permissions: ['admin:api-keys', 'read:services'] })).json() as { key: string };
+      const byKey = await create({ name: 'typo', permissions: ['read:nonsense'] }, { 'x-api-key': keyAdmin.key });
+      assert.equal(byKey.statusCode, 400, 'whoever asks, even one who could not grant it: the permission does not exist');
+      assert.equal((await create({ name: 'wide', permissions: ['read:*'] })).statusCode, 201, 'a wildcard covering known permissions is fine');
+    });
   });
 }

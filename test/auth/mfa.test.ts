@@ -129,10 +129,11 @@ for (const target of databaseTargets()) {
       assert.equal((await login({ mfaToken: code })).statusCode, 401);
     });
 
-    test('disable needs a valid code; then login needs none', async () => {
+    test('disable needs the password and a valid code; then login needs none', async () => {
       await withPractice(db, practice.id, (tx) => tx.query('UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1', [user.id]));
-      assert.equal((await post('/v1/auth/mfa/disable', { token: '000000' })).statusCode, 422);
-      const response = await post('/v1/auth/mfa/disable', { token: recoveryCodes[1]! });
+      assert.equal((await post('/v1/auth/mfa/disable', { token: recoveryCodes[1]! })).statusCode, 400, 'the password is required');
+      assert.equal((await post('/v1/auth/mfa/disable', { password: user.password, token: '000000' })).statusCode, 422);
+      const response = await post('/v1/auth/mfa/disable', { password: user.password, token: recoveryCodes[1]! });
       assert.equal(response.statusCode, 204, response.body);
       assert.equal((await login()).statusCode, 200);
       const events = await withPractice(db, practice.id, (tx) =>

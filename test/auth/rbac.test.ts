@@ -8,6 +8,7 @@ import {
   canGrant,
   hasPermission,
   isRole,
+  isKnownGrant,
   isValidPermission,
   permissionsForRole,
   permissionsNotGrantable,
@@ -57,6 +58,13 @@ describe('permission matrix', () => {
     assert.equal(new Set(KNOWN_PERMISSIONS).size, KNOWN_PERMISSIONS.length);
     assert.ok(KNOWN_PERMISSIONS.includes('write:patients'));
     assert.ok(KNOWN_PERMISSIONS.includes('admin:audit-events'));
+  });
+
+  test('a grant must name something that exists: a known permission or a wildcard covering one', () => {
+    for (const grant of [...KNOWN_PERMISSIONS, 'read:*', '*:patients', 'admin:*', '*:*']) assert.ok(isKnownGrant(grant), grant);
+    for (const grant of ['read:nonsense', 'delete:users', 'admin:patients', 'frobnicate:*', 'READ:PATIENTS', 'read', 42]) {
+      assert.equal(isKnownGrant(grant), false, String(grant));
+    }
   });
 
   test('ADMIN holds every known permission', () => {

@@ -46,6 +46,22 @@ describe('session races on PostgreSQL', { skip: postgres ? false : 'DATABASE_URL
     assert.equal(attempt.statusCode, 401, 'the rotation that raced the password change is dead');
   });
 
+  test('five concurrent refreshes with one refresh token answer REFRESH_TOKEN_REUSED at once, never a deadlock', async () => {
+    const staff = practice.users.STAFF;
+    const login = (await app.inject({ method: 'POST', url: '/v1/auth/login', payload: { email: staff.email, password: staff.password } })).json() as {
+      refreshToken: string;
+    };
+    const responses = await Promise.all(
+      Array.from({ length: 5 }, () => app.inject({ method: 'POST', url: '/v1/auth/refresh', payload: { refreshToken: login.refreshToken } })),
+    );
+    const codes = responses.map((r) => (r.statusCode === 200 ? 'ok' : (r.json() as { error: { code: string } }).error.code)).sort();
+    // One may win the race; every other one is a reuse (and ends the family). A deadlock the
+    // database breaks after deadlock_timeout would show up here as CONCURRENT_UPDATE (409).
+    assert.ok(codes.filter((c) => c === 'ok').length <= 1, codes.join());
+    assert.deepEqual(codes.filter((c) => c !== 'ok'), Array(codes.filter((c) => c !== 'ok').length).fill('REFRESH_TOKEN_REUSED'), codes.join());
+    assert.ok(codes.includes('REFRESH_TOKEN_REUSED'), codes.join());
+  });
+
   test('revocations written by another process reach a running instance through PostgreSQL', async () => {
     const store = new MemoryRevocationStore();
     await withSystem(db, (tx) =>
