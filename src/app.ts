@@ -31,6 +31,7 @@ import './http/route-config.js';
 import { authRoutes } from './auth/routes.js';
 import { User } from './auth/user-model.js';
 import { apiKeyRoutes } from './auth/api-keys.js';
+import { emergencyAccessRoutes } from './auth/emergency-access.js';
 import { auditRoutes } from './audit/routes.js';
 import { MAX_PATH_SEGMENT, Pagination } from './http/pagination.js';
 import { userRoutes } from './users/routes.js';
@@ -212,6 +213,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   // Feature routes, each a plugin owning its folder, all under the stable version prefix.
   await app.register(authRoutes, { prefix: '/v1' });
   await app.register(apiKeyRoutes, { prefix: '/v1' });
+  await app.register(emergencyAccessRoutes, { prefix: '/v1' });
   await app.register(userRoutes, { prefix: '/v1' });
   await app.register(auditRoutes, { prefix: '/v1' });
   await app.register(patientRoutes, { prefix: '/v1' });

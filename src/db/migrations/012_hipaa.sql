@@ -19,6 +19,9 @@ CREATE TABLE emergency_access_grants (
   ended_at     timestamptz,
   ended_by     uuid REFERENCES users (id),
   end_reason   text CHECK (length(end_reason) <= 1000),
+  -- The user's token cut-off when granted: any later cut-off (deactivation, role or password
+  -- change, logout everywhere) moves users.tokens_valid_after on, and the grant is dead.
+  tokens_valid_after  timestamptz NOT NULL,
   ip           text,
   request_id   text,
   CHECK (expires_at > granted_at)
