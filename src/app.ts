@@ -36,6 +36,7 @@ import { auditRoutes } from './audit/routes.js';
 import { MAX_PATH_SEGMENT, Pagination } from './http/pagination.js';
 import { userRoutes } from './users/routes.js';
 import { patientRoutes, patientRoutesV2 } from './patients/routes.js';
+import { patientAccessRoutes } from './patients/access.js';
 import { registerIdempotency } from './http/idempotency.js';
 import { serviceRoutes } from './services/routes.js';
 import { appointmentRoutes } from './appointments/routes.js';
@@ -217,6 +218,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   await app.register(userRoutes, { prefix: '/v1' });
   await app.register(auditRoutes, { prefix: '/v1' });
   await app.register(patientRoutes, { prefix: '/v1' });
+  await app.register(patientAccessRoutes, { prefix: '/v1' });
   // v2 (beta): shapes that differ from v1, mapped from the same stored model.
   await app.register(patientRoutesV2, { prefix: '/v2' });
   await app.register(serviceRoutes, { prefix: '/v1' });
