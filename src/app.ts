@@ -31,12 +31,14 @@ import './http/route-config.js';
 import { authRoutes } from './auth/routes.js';
 import { User } from './auth/user-model.js';
 import { apiKeyRoutes } from './auth/api-keys.js';
+import { emergencyAccessRoutes } from './auth/emergency-access.js';
 import { auditRoutes } from './audit/routes.js';
 import { MAX_PATH_SEGMENT, Pagination } from './http/pagination.js';
 import { userRoutes } from './users/routes.js';
 import { patientRoutes } from './patients/routes.js';
 import { patientShapesV1 } from './patients/schema.v1.js';
 import { patientShapesV2 } from './patients/schema.v2.js';
+import { patientAccessRoutes } from './patients/access.js';
 import { registerIdempotency } from './http/idempotency.js';
 import { serviceRoutes } from './services/routes.js';
 import { appointmentRoutes } from './appointments/routes.js';
@@ -225,9 +227,11 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   ]) {
     await app.register(authRoutes, { prefix });
     await app.register(apiKeyRoutes, { prefix });
+    await app.register(emergencyAccessRoutes, { prefix });
     await app.register(userRoutes, { prefix });
     await app.register(auditRoutes, { prefix });
     await app.register(patientRoutes, { prefix, shapes: patientShapes });
+    await app.register(patientAccessRoutes, { prefix, shapes: patientShapes });
     await app.register(serviceRoutes, { prefix });
     await app.register(appointmentRoutes, { prefix });
     await app.register(reportRoutes, { prefix });

@@ -6,15 +6,21 @@
 //   npm run cli -- reset-mfa --email a@b.co            (a lost authenticator)
 //   npm run cli -- create-api-key --practice <id> --name "POS export" --permissions read:patients,read:services
 //   npm run cli -- list-practices
+//   npm run cli -- purge-audit [--dry-run]               (audit events past AUDIT_RETENTION_YEARS)
+//   npm run cli -- verify-audit-export FILE              (offline: needs no database)
 import { randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { recordAudit } from './audit/audit.js';
+import { verifyAuditExport } from './audit/export.js';
+import { purgeExpiredAudit } from './audit/retention.js';
 import { checkPasswordPolicy, hashPassword } from './auth/passwords.js';
 import { isKnownGrant, isRole, ROLES } from './auth/rbac.js';
 import { advanceTokenCutoff } from './auth/sessions.js';
 import { apiKeyHint, generateApiKey, hashToken } from './auth/tokens.js';
 import { normaliseEmail } from './auth/user-model.js';
-import { loadConfig } from './config.js';
+import { loadConfig, type Config } from './config.js';
 import { openDatabase, type Database, type Queryable } from './db/database.js';
 import { migrate } from './db/migrate.js';
 import { withSystem } from './db/scope.js';
@@ -47,7 +53,7 @@ async function requirePractice(tx: Queryable, practiceId: string) {
   }
 }
 
-const commands: Record<string, (db: Database, options: Options) => Promise<string>> = {
+const commands: Record<string, (db: Database, options: Options, config: Config) => Promise<string>> = {
   async 'create-practice'(db, options) {
     const name = required(options, 'name');
     const timeZone = options['time-zone'] ?? 'America/New_York';
@@ -153,27 +159,55 @@ const commands: Record<string, (db: Database, options: Options) => Promise<strin
     });
     return `Created API key ${id} (${permissions.join(', ')})\nKey (shown once): ${key}`;
   },
+
+  async 'purge-audit'(db, options, config) {
+    const report = await purgeExpiredAudit(db, { retentionYears: config.audit.retentionYears, dryRun: options['dry-run'] === 'true' });
+    const verb = options['dry-run'] === 'true' ? 'Would purge' : 'Purged';
+    const lines = report.chains.map((c) => `${verb} ${c.chainKey}: seals ${c.fromSeq}-${c.throughSeq}, ${c.events} events`);
+    return [`Retention ${config.audit.retentionYears} years: records sealed before ${report.cutoff}`, ...lines, ...(lines.length === 0 ? ['Nothing past retention'] : [])].join('\n');
+  },
 };
+
+/** Checks an audit export file offline: 0 when it verifies, 1 with the first bad line named. */
+async function verifyExportFile(file: string | undefined): Promise<number> {
+  if (file === undefined) throw new UsageError('verify-audit-export needs the export file: npm run cli -- verify-audit-export FILE');
+  const lines = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
+  const result = await verifyAuditExport(lines);
+  if (!result.ok) {
+    process.stderr.write(`${file}: line ${result.line}: ${result.message}\n`);
+    return 1;
+  }
+  process.stdout.write(
+    `${file}: ok, ${result.seals} seals and ${result.events} events verified` +
+      (result.head ? `; last seal ${result.head.seq} ${result.head.hash} (compare with the live chain)` : '') + '\n',
+  );
+  return 0;
+}
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  if (command === 'verify-audit-export') return verifyExportFile(rest[0]);
   const run = command === undefined ? undefined : commands[command];
   if (run === undefined) {
-    process.stderr.write(`Usage: npm run cli -- <${Object.keys(commands).join('|')}> [--option value …]\n`);
+    process.stderr.write(`Usage: npm run cli -- <${[...Object.keys(commands), 'verify-audit-export'].join('|')}> [--option value …]\n`);
     return 64;
   }
-  const { values } = parseArgs({
+  const { values: parsed } = parseArgs({
     args: rest,
-    options: Object.fromEntries(
-      ['name', 'time-zone', 'practice', 'email', 'role', 'password', 'first-name', 'last-name', 'permissions'].map((o) => [o, { type: 'string' as const }]),
-    ),
+    options: {
+      ...Object.fromEntries(
+        ['name', 'time-zone', 'practice', 'email', 'role', 'password', 'first-name', 'last-name', 'permissions'].map((o) => [o, { type: 'string' as const }]),
+      ),
+      'dry-run': { type: 'boolean' as const },
+    },
     strict: true,
   });
+  const values = { ...parsed, 'dry-run': parsed['dry-run'] ? 'true' : undefined };
   const config = loadConfig();
   const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: 2 });
   try {
     await migrate(db);
-    process.stdout.write(`${await run(db, values as Options)}\n`);
+    process.stdout.write(`${await run(db, values as Options, config)}\n`);
     return 0;
   } finally {
     await db.close();

@@ -78,6 +78,42 @@ export interface Config {
   reconcile: ReconcileConfig;
   /** Domain events: the outbox, webhook deliveries, the real-time stream (docs/events.md). */
   events: EventsConfig;
+  /** Audit retention and break-glass access (docs/hipaa.md). */
+  audit: AuditConfig;
+  emergencyAccess: EmergencyAccessConfig;
+}
+
+export interface AuditConfig {
+  /** Years audit events and seals are kept before purge-audit may remove them (AUDIT_RETENTION_YEARS, at least 6). */
+  retentionYears: number;
+}
+
+export interface EmergencyAccessConfig {
+  /** Length of a grant when the request names none (EMERGENCY_ACCESS_DEFAULT_MINUTES). */
+  defaultMinutes: number;
+  /** Longest grant a request may ask for (EMERGENCY_ACCESS_MAX_MINUTES). */
+  maxMinutes: number;
+  /** A grant needs MFA enrolled and a current code in the request (EMERGENCY_ACCESS_REQUIRE_MFA). */
+  requireMfa: boolean;
+}
+
+/** HIPAA 164.316(b)(2)(i): documentation, audit records included, is kept six years. */
+export const MIN_AUDIT_RETENTION_YEARS = 6;
+
+function readHipaa(env: Env): { audit: AuditConfig; emergencyAccess: EmergencyAccessConfig } {
+  const years = readString(env, 'AUDIT_RETENTION_YEARS');
+  if (years !== undefined && /^\d+$/.test(years) && Number(years) < MIN_AUDIT_RETENTION_YEARS) {
+    throw new ConfigError('AUDIT_RETENTION_YEARS', `must be at least ${MIN_AUDIT_RETENTION_YEARS} (HIPAA keeps audit records six years), got ${years}`);
+  }
+  const maxMinutes = readInteger(env, 'EMERGENCY_ACCESS_MAX_MINUTES', 240, 5, 24 * 60);
+  const defaultMinutes = readInteger(env, 'EMERGENCY_ACCESS_DEFAULT_MINUTES', Math.min(60, maxMinutes), 5, 24 * 60);
+  if (defaultMinutes > maxMinutes) {
+    throw new ConfigError('EMERGENCY_ACCESS_DEFAULT_MINUTES', `must not exceed EMERGENCY_ACCESS_MAX_MINUTES (${maxMinutes}), got ${defaultMinutes}`);
+  }
+  return {
+    audit: { retentionYears: readInteger(env, 'AUDIT_RETENTION_YEARS', MIN_AUDIT_RETENTION_YEARS, MIN_AUDIT_RETENTION_YEARS, 100) },
+    emergencyAccess: { defaultMinutes, maxMinutes, requireMfa: readBoolean(env, 'EMERGENCY_ACCESS_REQUIRE_MFA', true) },
+  };
 }
 
 export interface EventsConfig {
@@ -386,6 +422,7 @@ export function loadConfig(env: Env = process.env): Config {
     events: {
       retentionDays: readInteger(env, 'OUTBOX_RETENTION_DAYS', 30, 1, 3650),
     },
+    ...readHipaa(env),
   };
   const refusals = productionRefusals(config, readBoolean(env, 'ALLOW_EMBEDDED_DATABASE', false));
   if (refusals.length > 0) throw new ConfigRefusals(refusals);

@@ -157,23 +157,27 @@ export class AuditWriter {
   }
 }
 
-const GENESIS = '0'.repeat(64);
+export const GENESIS = '0'.repeat(64);
 const SEALER_LOCK_KEY = 0x617564697473; // "audits"
 const DIGEST_BYTES = 32;
 
 /**
- * SHA-256 of everything an event says, computed by PostgreSQL: a fixed JSON rendering (jsonb's
- * text form is canonical; the time in UTC with microseconds, whatever the session's time zone).
+ * Everything an event says as one fixed JSON text, rendered by PostgreSQL (jsonb's text form is
+ * canonical; the time in UTC with microseconds, whatever the session's time zone). Audit exports
+ * carry this text as is, so an offline verifier hashes exactly what the seal hashed.
  */
-const EVENT_DIGEST = `sha256(convert_to(jsonb_build_array(e.id, e.practice_id,
+export const EVENT_CANONICAL = `jsonb_build_array(e.id, e.practice_id,
     to_char(e.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), e.actor_type, e.actor_id, e.action,
     e.resource_type, e.resource_ids, e.outcome, e.ip, e.user_agent, e.request_id, e.correlation_id, e.details,
-    e.xact_id::text)::text, 'UTF8'))`;
+    e.xact_id::text)::text`;
+
+/** SHA-256 of the canonical text: what a seal lists for each event. */
+const EVENT_DIGEST = `sha256(convert_to(${EVENT_CANONICAL}, 'UTF8'))`;
 
 /** bytea arrives as a Buffer from pg and as a plain Uint8Array from PGlite. */
-const bytes = (value: Uint8Array): Buffer => (Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength));
+export const bytes = (value: Uint8Array): Buffer => (Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength));
 
-interface ChainHead {
+export interface ChainHead {
   seq: number;
   hash: string;
   xactTo: string;
@@ -238,6 +242,20 @@ export async function sealedThrough(db: Database, practiceId: string | null): Pr
   return rows[0]!.xact_to;
 }
 
+/**
+ * Where a chain's retained seals start: the genesis, or the last purge point (the seq, range end
+ * and hash of the last seal a retention purge removed, which the first retained seal links to).
+ */
+export async function chainStart(tx: Queryable, chainKey: string): Promise<ChainHead> {
+  const { rows } = await tx.query<{ seq: string; hash: string; xact_to: string }>(
+    `SELECT through_seq::text AS seq, through_hash AS hash, through_xact::text AS xact_to
+       FROM audit_purges WHERE chain_key = $1 ORDER BY through_seq DESC LIMIT 1`,
+    [chainKey],
+  );
+  const purge = rows[0];
+  return purge === undefined ? { seq: 0, hash: GENESIS, xactTo: '0' } : { seq: Number(purge.seq), hash: purge.hash, xactTo: purge.xact_to };
+}
+
 export interface ChainVerification {
   ok: boolean;
   /** Events whose digest was recomputed and found as sealed. */
@@ -252,6 +270,8 @@ export interface ChainVerification {
  */
 export async function verifyAuditChain(db: Database, practiceId: string | null): Promise<ChainVerification> {
   return withSystem(db, async (tx) => {
+    // After a retention purge the chain continues from the last purged seal (audit/retention.ts).
+    const start = await chainStart(tx, practiceId ?? 'system');
     const { rows: seals } = await tx.query<{ seq: number; xact_from: string; xact_to: string; event_digests: Uint8Array; prev_hash: string; hash: string }>(
       `SELECT seq, xact_from::text AS xact_from, xact_to::text AS xact_to, event_digests, prev_hash, hash
          FROM audit_seals WHERE chain_key = $1 ORDER BY seq`,
@@ -260,16 +280,16 @@ export async function verifyAuditChain(db: Database, practiceId: string | null):
     const { rows: events } = await tx.query<{ id: number; xact_id: string; digest: Uint8Array }>(
       `SELECT e.id, e.xact_id::text AS xact_id, ${EVENT_DIGEST} AS digest
          FROM audit_events e
-        WHERE e.practice_id IS NOT DISTINCT FROM $1::uuid AND e.xact_id < $2::xid8
+        WHERE e.practice_id IS NOT DISTINCT FROM $1::uuid AND e.xact_id < $2::xid8 AND e.xact_id >= $3::xid8
         ORDER BY e.xact_id, e.id`,
-      [practiceId, seals.at(-1)?.xact_to ?? '0'],
+      [practiceId, seals.at(-1)?.xact_to ?? '0', start.xactTo],
     );
-    let prev = { hash: GENESIS, xactTo: '0' };
+    let prev = { hash: start.hash, xactTo: start.xactTo };
     let next = 0; // index into events, which are in seal order
     for (const [index, seal] of seals.entries()) {
       const digests = bytes(seal.event_digests);
       const recomputed = sealHash(seal.prev_hash, Number(seal.seq), seal.xact_from, seal.xact_to, digests);
-      const linked = Number(seal.seq) === index + 1 && seal.prev_hash === prev.hash && seal.xact_from === prev.xactTo;
+      const linked = Number(seal.seq) === start.seq + index + 1 && seal.prev_hash === prev.hash && seal.xact_from === prev.xactTo;
       let end = next;
       while (end < events.length && BigInt(events[end]!.xact_id) < BigInt(seal.xact_to)) end++;
       // A seal hashes its events in id order.

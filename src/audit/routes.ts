@@ -1,12 +1,27 @@
 // GET /v1/audit-events: the practice's audit trail for its administrators (admin:audit-events),
-// and GET /v1/audit-events/verify: recomputes the practice's hash chain.
+// GET /v1/audit-events/verify: recomputes the practice's hash chain, and
+// GET /v1/audit-events/export: the sealed events of a time range with their seals (audit/export.ts).
+import { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
 import { auditActor, principalOf } from '../auth/guard.js';
 import { withPractice } from '../db/scope.js';
 import { errorResponses } from '../http/openapi.js';
 import { PageQuery, paginated, pagination } from '../http/pagination.js';
+import { validationError } from '../http/errors.js';
 import { recordAudit, requestOrigin, sealAuditEvents, sealedThrough, verifyAuditChain } from './audit.js';
+import { auditExport, type ExportFormat } from './export.js';
+
+const ExportQuery = Type.Object(
+  {
+    from: Type.Optional(Type.String({ format: 'date-time', description: 'Events at or after (default: the oldest kept)' })),
+    to: Type.Optional(Type.String({ format: 'date-time', description: 'Events before (default: now)' })),
+    format: Type.Optional(Type.Union([Type.Literal('ndjson'), Type.Literal('csv')], { default: 'ndjson' })),
+  },
+  { additionalProperties: false },
+);
+
+const EXPORT_TYPES: Record<ExportFormat, string> = { ndjson: 'application/x-ndjson; charset=utf-8', csv: 'text/csv; charset=utf-8' };
 
 const AuditEventSchema = Type.Object(
   {
@@ -152,6 +167,55 @@ export async function auditRoutes(app: FastifyInstance): Promise<void> {
           pagination: pagination(query.page, query.limit, total),
         };
       });
+    },
+  );
+
+  app.get(
+    '/audit-events/export',
+    {
+      // A long range takes a while to stream; the request deadline must not cut it off midway.
+      config: { permission: 'admin:audit-events', requestTimeoutMs: 600_000 },
+      schema: {
+        tags: ['Meta'],
+        summary: 'Export the practice’s sealed audit events with their seals',
+        description:
+          'Streams the sealed events of [from, to), rounded out to the whole seals that cover them, each seal before its events, as NDJSON (default) or CSV. ' +
+          'Every event is its canonical text, exactly what its seal hashed, so `npm run cli -- verify-audit-export FILE` verifies the file without the database (docs/hipaa.md).',
+        querystring: ExportQuery,
+        response: {
+          200: {
+            description: 'The export, one record per line: export header, seal, event…, end',
+            content: { 'application/x-ndjson': { schema: Type.String() }, 'text/csv': { schema: Type.String() } },
+          },
+          ...errorResponses(400, 401, 403),
+        },
+      },
+    },
+    async (request, reply) => {
+      const principal = principalOf(request);
+      const query = request.query as { from?: string; to?: string; format?: ExportFormat };
+      const format = query.format ?? 'ndjson';
+      const to = query.to ?? new Date().toISOString();
+      if (query.from !== undefined && Date.parse(query.from) >= Date.parse(to)) {
+        throw validationError([{ field: 'from', message: 'must be before to' }]);
+      }
+      await sealAuditEvents(app.db);
+      const sealedBelow = await sealedThrough(app.db, principal.practiceId);
+      await withPractice(app.db, principal.practiceId, (tx) =>
+        recordAudit(tx, {
+          ...requestOrigin(request),
+          ...auditActor(principal),
+          action: 'audit.export',
+          resourceType: 'audit_event',
+          outcome: 'success',
+          details: { from: query.from ?? null, to, format },
+        }),
+      );
+      const stamp = to.replace(/[^0-9TZ]/g, '');
+      return reply
+        .type(EXPORT_TYPES[format])
+        .header('content-disposition', `attachment; filename="audit-${principal.practiceId}-${stamp}.${format}"`)
+        .send(Readable.from(auditExport(app.db, { practiceId: principal.practiceId, from: query.from ?? null, to, format, sealedThrough: sealedBelow })));
     },
   );
 

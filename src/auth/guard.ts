@@ -7,6 +7,7 @@ import { requestOrigin } from '../audit/audit.js';
 import type { Database } from '../db/database.js';
 import { isUuid, withSystem } from '../db/scope.js';
 import { AppError, forbidden, unauthorized } from '../http/errors.js';
+import { allowedByEmergencyAccess } from './emergency-access.js';
 import { AccessTokenVerifier, JwtError, type JwtSecret } from './jwt.js';
 import { hasPermission, type Role } from './rbac.js';
 import type { RevocationStore } from './revocation.js';
@@ -170,6 +171,8 @@ export function registerAuthGuard(app: FastifyInstance, options: GuardOptions): 
       throw new AppError('FORBIDDEN', 403, 'This endpoint declares no permission and is closed');
     }
     if (!hasPermission(principal.permissions, config.permission)) {
+      // Only a request that would be refused asks for break-glass: the normal path costs nothing.
+      if (await allowedByEmergencyAccess(request, principal, config.permission)) return;
       throw forbidden(`Missing permission ${config.permission}`);
     }
   });

@@ -25,9 +25,18 @@ export const DATA_ACTIONS = ['read', 'write', 'delete'] as const;
 /** Administration, reached only with admin:<resource> (see the decision above). */
 export const ADMIN_RESOURCES = ['users', 'api-keys', 'audit-events', 'webhooks'] as const;
 
+/**
+ * Read-only resources: only read:<resource> exists. `read:audit` is the accounting of disclosures
+ * (a patient's access log, the patient export, docs/hipaa.md): a privacy officer's tool, reached by
+ * ADMIN and by MANAGER through read:* on purpose, never by PRACTITIONER or STAFF. The raw audit
+ * trail stays admin:audit-events.
+ */
+export const READ_ONLY_RESOURCES = ['audit'] as const;
+
 /** Every concrete permission a route may declare; wildcards only ever appear in grants. */
 export const KNOWN_PERMISSIONS: readonly string[] = Object.freeze([
   ...DATA_RESOURCES.flatMap((resource) => DATA_ACTIONS.map((action) => `${action}:${resource}`)),
+  ...READ_ONLY_RESOURCES.map((resource) => `read:${resource}`),
   ...ADMIN_RESOURCES.map((resource) => `admin:${resource}`),
 ]);
 

@@ -20,6 +20,8 @@ export const EVENT_TYPES = {
   'appointment.updated': { resourceType: 'appointment', permission: 'read:appointments', description: 'An appointment\'s notes changed.' },
   'service.created': { resourceType: 'service', permission: 'read:services', description: 'A service was added to the catalog.' },
   'service.updated': { resourceType: 'service', permission: 'read:services', description: 'A service changed (active: false retires it).' },
+  'emergency_access.granted': { resourceType: 'emergency_access_grant', permission: 'admin:audit-events', description: 'A user broke glass: emergency permissions were granted (`userId`, `permissions`, `expiresAt`; the reason stays in the grant, GET /emergency-access).' },
+  'emergency_access.ended': { resourceType: 'emergency_access_grant', permission: 'admin:audit-events', description: 'An emergency access grant was ended early by its user or revoked by an administrator (`by`).' },
   'reconciliation.completed': { resourceType: 'reconciliation_run', permission: 'read:reconciliations', description: 'A reconciliation run finished; its results are at its run resource.' },
 } as const satisfies Record<string, EventTypeInfo>;
 

@@ -4,6 +4,7 @@
 // and nothing of A changed afterwards. The route table is walked, so a new route is covered too.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { withSystem } from '../../src/db/scope.js';
 import { startTestApp } from '../helpers/app.js';
 import { databaseTargets, migratedDatabase } from '../helpers/databases.js';
 import { createTestPractice } from '../helpers/identity.js';
@@ -15,6 +16,7 @@ const BODIES: Record<string, unknown> = {
   'PATCH /v1/services/:serviceId': { active: false },
   'PATCH /v1/appointments/:appointmentId': { notes: 'changed by practice B' },
   'PATCH /v1/users/:id': { firstName: 'Intruder' },
+  'POST /v1/emergency-access/:grantId/revoke': { reason: 'revoked by practice B' },
 };
 /** A v2 twin takes its v1 route's body (the shapes of these bodies are the same in both). */
 const bodyFor = (name: string) => BODIES[name.replace(/ \/v\d+\//, ' /v1/')];
@@ -43,6 +45,15 @@ for (const target of databaseTargets()) {
     });
     const apiKey = await created('/v1/api-keys', { name: 'A export', permissions: ['read:patients'] });
     const run = await created('/v1/ai/reconcile', { data: [{ firstName: 'Ana', lastName: 'Reyes', dob: '1990-02-03' }] });
+    // A live break-glass grant of A's practitioner (made directly: granting needs MFA step-up).
+    const grantId = await withSystem(app.db, async (tx) =>
+      (await tx.query<{ id: string }>(
+        `INSERT INTO emergency_access_grants (practice_id, user_id, permissions, reason, expires_at, tokens_valid_after)
+         SELECT practice_id, id, '{write:patients}', 'isolation test grant', now() + interval '1 hour', tokens_valid_after
+           FROM users WHERE id = $1 RETURNING id`,
+        [a.users.PRACTITIONER.id],
+      )).rows[0]!.id,
+    );
 
     const idFor = (url: string): string => {
       if (url.includes(':patientId')) return String(patient.id);
@@ -51,6 +62,7 @@ for (const target of databaseTargets()) {
       if (url.includes(':runId')) return String(run.runId);
       if (/^\/v\d+\/api-keys\//.test(url)) return String(apiKey.id);
       if (/^\/v\d+\/users\//.test(url)) return a.users.STAFF.id;
+      if (/^\/v\d+\/emergency-access\//.test(url)) return grantId;
       throw new Error(`no record of practice A for ${url}: add one to this test`);
     };
 
@@ -91,8 +103,8 @@ for (const target of databaseTargets()) {
     });
 
     test('no list of practice B shows any of practice A’s ids', async () => {
-      const ids = [patient.id, service.id, appointment.id, apiKey.id, run.runId, ...Object.values(a.users).map((u) => u.id)].map(String);
-      for (const url of ['/v1/patients?limit=100', '/v1/services?limit=100', '/v1/appointments?limit=100', '/v1/users?limit=100', '/v1/api-keys']) {
+      const ids = [patient.id, service.id, appointment.id, apiKey.id, run.runId, grantId, ...Object.values(a.users).map((u) => u.id)].map(String);
+      for (const url of ['/v1/patients?limit=100', '/v1/services?limit=100', '/v1/appointments?limit=100', '/v1/users?limit=100', '/v1/api-keys', '/v1/emergency-access?limit=100']) {
         const response = await app.inject({ url, headers: asB });
         assert.equal(response.statusCode, 200, `${url}: ${response.body.slice(0, 200)}`);
         for (const id of ids) assert.ok(!response.body.includes(id), `${url} shows ${id}`);
@@ -113,6 +125,8 @@ for (const target of databaseTargets()) {
       assert.equal((await get(`/v1/users/${a.users.STAFF.id}`)).active, true);
       const keys = (await get('/v1/api-keys')) as { data: Array<{ id: string; revokedAt: string | null }> };
       assert.equal(keys.data.find((k) => k.id === apiKey.id)?.revokedAt, null);
+      const grants = (await get('/v1/emergency-access')) as { data: Array<{ id: string; active: boolean }> };
+      assert.equal(grants.data.find((g) => g.id === grantId)?.active, true);
     });
   });
 }
