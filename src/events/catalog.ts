@@ -21,6 +21,8 @@ export const EVENT_TYPES = {
   'service.created': { resourceType: 'service', permission: 'read:services', description: 'A service was added to the catalog.' },
   'service.updated': { resourceType: 'service', permission: 'read:services', description: 'A service changed (active: false retires it).' },
   'reconciliation.completed': { resourceType: 'reconciliation_run', permission: 'read:reconciliations', description: 'A reconciliation run finished; its results are at its run resource.' },
+  'webhook.test': { resourceType: 'webhook_subscription', permission: 'admin:webhooks', description: 'Sent by POST /v2/webhooks/{id}/test, to that subscription only.' },
+  'webhook.disabled': { resourceType: 'webhook_subscription', permission: 'admin:webhooks', description: 'A subscription was disabled: its receiver answered 410 Gone, or its deliveries failed for WEBHOOK_DISABLE_AFTER_HOURS; `reason` says which.' },
 } as const satisfies Record<string, EventTypeInfo>;
 
 export type EventType = keyof typeof EVENT_TYPES;
