@@ -6,8 +6,7 @@ const EventTypes = Type.Array(Type.String({ minLength: 1, maxLength: 64 }), {
   minItems: 1,
   maxItems: 50,
   uniqueItems: true,
-  description: 'Exact types (`appointment.booked`), a family (`appointment.*`) or `*`. An unknown one is a 400.',
-  examples: [['appointment.*', 'patient.created']],
+  description: 'Exact types (`appointment.booked`), a family (`appointment.*`) or `*`. An unknown one is a 400.'
 });
 const Url = Type.String({ minLength: 1, maxLength: 2048, description: 'https only (http and loopback/private hosts only with WEBHOOK_ALLOW_LOOPBACK=true); no credentials in it' });
 const Description = Type.String({ maxLength: 500 });
@@ -33,7 +32,7 @@ export const WebhookSubscription = Type.Object(
 );
 export type WebhookSubscription = Static<typeof WebhookSubscription>;
 
-const Secret = Type.String({ description: 'The signing secret (`whsec_` + base64). Shown only in this response.', examples: ['whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'] });
+const Secret = Type.String({ description: 'The signing secret (`whsec_` + base64 of 32 random bytes). Shown only in this response.' });
 
 export const CreatedWebhookSubscription = Type.Intersect([Type.Ref('WebhookSubscription'), Type.Object({ secret: Secret })]);
 

@@ -15,6 +15,7 @@ const BODIES: Record<string, unknown> = {
   'PATCH /v1/services/:serviceId': { active: false },
   'PATCH /v1/appointments/:appointmentId': { notes: 'changed by practice B' },
   'PATCH /v1/users/:id': { firstName: 'Intruder' },
+  'PATCH /v2/webhooks/:webhookId': { description: 'changed by practice B' },
 };
 
 for (const target of databaseTargets()) {
@@ -40,6 +41,8 @@ for (const target of databaseTargets()) {
       startTime: '2027-03-01T10:00:00-05:00',
     });
     const apiKey = await created('/v1/api-keys', { name: 'A export', permissions: ['read:patients'] });
+    // Only webhook.test: no delivery is ever attempted to this (unreachable) address.
+    const webhook = await created('/v2/webhooks', { url: 'https://93.184.216.34/hooks', eventTypes: ['webhook.test'] });
     const run = await created('/v1/ai/reconcile', { data: [{ firstName: 'Ana', lastName: 'Reyes', dob: '1990-02-03' }] });
 
     const idFor = (url: string): string => {
@@ -47,6 +50,7 @@ for (const target of databaseTargets()) {
       if (url.includes(':serviceId')) return String(service.id);
       if (url.includes(':appointmentId')) return String(appointment.id);
       if (url.includes(':runId')) return String(run.runId);
+      if (url.includes(':webhookId')) return String(webhook.id);
       if (/^\/v\d+\/api-keys\//.test(url)) return String(apiKey.id);
       if (/^\/v\d+\/users\//.test(url)) return a.users.STAFF.id;
       throw new Error(`no record of practice A for ${url}: add one to this test`);
@@ -111,6 +115,8 @@ for (const target of databaseTargets()) {
       assert.equal((await get(`/v1/users/${a.users.STAFF.id}`)).active, true);
       const keys = (await get('/v1/api-keys')) as { data: Array<{ id: string; revokedAt: string | null }> };
       assert.equal(keys.data.find((k) => k.id === apiKey.id)?.revokedAt, null);
+      const hook = await get(`/v2/webhooks/${String(webhook.id)}`);
+      assert.deepEqual([hook.description, hook.status, hook.previousSecretExpiresAt], ['', 'active', null]);
     });
   });
 }

@@ -60,7 +60,16 @@ for (const target of databaseTargets()) {
       const doc = response.json() as { info: { version: string }; servers: Array<{ url: string }>; paths: Record<string, Record<string, any>> };
       assert.equal(doc.info.version, '2.0.0-beta');
       assert.ok(doc.servers.some((s) => s.url === 'https://api.medspasync.com/v2'));
-      assert.deepEqual(Object.keys(doc.paths).sort(), ['/patients', '/patients/{patientId}']);
+      assert.deepEqual(Object.keys(doc.paths).sort(), [
+        '/patients',
+        '/patients/{patientId}',
+        '/webhooks',
+        '/webhooks/{webhookId}',
+        '/webhooks/{webhookId}/deliveries',
+        '/webhooks/{webhookId}/deliveries/{deliveryId}/redeliver',
+        '/webhooks/{webhookId}/rotate-secret',
+        '/webhooks/{webhookId}/test',
+      ]);
       const schema = doc.paths['/patients/{patientId}']!.get.responses['200'].content['application/json'].schema;
       assert.equal(schema.properties.phoneNumber.deprecated, true);
       assert.ok(schema.properties.contact);
