@@ -47,6 +47,7 @@ import { reconcileEngine, reconcileRoutes, type ReconcileRouteOptions } from './
 import { registerVersionHeaders, registerVersionRoutes } from './http/versions.js';
 import { EventOutbox } from './events/outbox.js';
 import { OutboxRelay } from './events/relay.js';
+import { registerWebhooks, type WebhookOptions } from './webhooks/index.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -107,6 +108,8 @@ export interface AppOptions {
   plugins?: FastifyPluginAsync[];
   /** Reconciliation pool/breaker to use instead of the configured ones (tests inject failures). */
   reconcile?: ReconcileRouteOptions;
+  /** Webhook delivery options (tests inject a resolver for the SSRF guard). */
+  webhooks?: WebhookOptions;
 }
 
 const PACKAGE_VERSION = (
@@ -237,6 +240,8 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     await app.register(reportRoutes, { prefix });
     await app.register(reconcileRoutes, { prefix, ...reconcile });
   }
+  // /v2/webhooks (v2 only), the fan-out and the delivery worker (src/webhooks/).
+  const webhooks = await registerWebhooks(app, options.webhooks);
 
   for (const plugin of options.plugins ?? []) await app.register(plugin);
 
@@ -245,6 +250,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   const stopRevocationSync = startRevocationSync(db, auth.revocations, config.accessTokenTtlSeconds, app.log);
   app.addHook('onClose', async () => {
     stopRevocationSync();
+    await webhooks.stop();
     await outboxRelay.stop();
     await auditWriter.flush();
     await stopSealer();

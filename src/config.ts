@@ -119,6 +119,29 @@ function readHipaa(env: Env): { audit: AuditConfig; emergencyAccess: EmergencyAc
 export interface EventsConfig {
   /** Days an event stays in the outbox (OUTBOX_RETENTION_DAYS): the stream's resume window. */
   retentionDays: number;
+  /** Webhook deliveries (docs/events.md, "Webhooks"). */
+  webhooks: WebhookConfig;
+}
+
+export interface WebhookConfig {
+  /** Deliver in this process (WEBHOOK_WORKER_ENABLED, default true); any number of instances share the work. */
+  workerEnabled: boolean;
+  /** Plain http and loopback/private targets (WEBHOOK_ALLOW_LOOPBACK): development and tests only. Never metadata addresses. */
+  allowLoopback: boolean;
+  /** Per-request deadline, connect to last byte (WEBHOOK_TIMEOUT_MS). */
+  timeoutMs: number;
+  /** Deliveries in flight per instance (WEBHOOK_CONCURRENCY). */
+  concurrency: number;
+  /** Nominal waits before each retry (WEBHOOK_RETRY_SCHEDULE); its length is the number of retries. */
+  retryScheduleMs: number[];
+  /** A subscription failing without a success for this long is disabled (WEBHOOK_DISABLE_AFTER_HOURS). */
+  disableAfterMs: number;
+  /** How long the old secret keeps signing after a rotation (WEBHOOK_SECRET_GRACE_HOURS). */
+  secretGraceMs: number;
+  /** A claimed delivery's lease (WEBHOOK_LEASE_MS): a dead instance's work is claimed again after it. */
+  leaseMs: number;
+  /** Safety-net poll for due deliveries (WEBHOOK_POLL_MS); new deliveries wake the workers at once. */
+  pollMs: number;
 }
 
 export interface ReconcileConfig {
@@ -205,6 +228,45 @@ function readUrl(env: Env, name: string, protocols: string[]): string | undefine
     throw new ConfigError(name, `must start with ${protocols.map((p) => `${p}//`).join(' or ')}`);
   }
   return raw;
+}
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** A list of durations like "30s,2m,10m,1h" (milliseconds without a unit). */
+function readDurations(env: Env, name: string, fallback: string): number[] {
+  const raw = readString(env, name) ?? fallback;
+  return raw.split(',').map((entry) => {
+    const match = /^(\d+)(ms|s|m|h|d)?$/.exec(entry.trim());
+    if (match === null) throw new ConfigError(name, `must be durations like 30s,2m,1h separated by commas, got "${entry.trim()}"`);
+    const ms = Number(match[1]) * DURATION_UNITS[match[2] ?? 'ms']!;
+    if (ms > 7 * 86_400_000) throw new ConfigError(name, `a wait may be at most 7 days, got "${entry.trim()}"`);
+    return ms;
+  });
+}
+
+/** The nominal waits between attempts: ~0, 30 s, 2 min, 10 min, 30 min, 1 h, 3 h, 6 h, 12 h, 24 h, 24 h (about 3 days in all). */
+export const DEFAULT_WEBHOOK_RETRY_SCHEDULE = '30s,2m,10m,30m,1h,3h,6h,12h,24h,24h';
+
+function readWebhookConfig(env: Env, nodeEnv: NodeEnv): WebhookConfig {
+  const allowLoopback = readBoolean(env, 'WEBHOOK_ALLOW_LOOPBACK', false);
+  // Loopback and private targets are how SSRF reaches a clinic's internal network.
+  if (allowLoopback && nodeEnv === 'production') throw new ConfigError('WEBHOOK_ALLOW_LOOPBACK', 'must not be true when NODE_ENV=production');
+  const timeoutMs = readInteger(env, 'WEBHOOK_TIMEOUT_MS', 10_000, 100, 120_000);
+  const leaseMs = readInteger(env, 'WEBHOOK_LEASE_MS', 60_000, 1000, 3_600_000);
+  if (leaseMs <= timeoutMs) throw new ConfigError('WEBHOOK_LEASE_MS', `must be longer than WEBHOOK_TIMEOUT_MS (${timeoutMs}), got ${leaseMs}`);
+  const retryScheduleMs = readDurations(env, 'WEBHOOK_RETRY_SCHEDULE', DEFAULT_WEBHOOK_RETRY_SCHEDULE);
+  if (retryScheduleMs.length > 30) throw new ConfigError('WEBHOOK_RETRY_SCHEDULE', `at most 30 retries, got ${retryScheduleMs.length}`);
+  return {
+    workerEnabled: readBoolean(env, 'WEBHOOK_WORKER_ENABLED', true),
+    allowLoopback,
+    timeoutMs,
+    concurrency: readInteger(env, 'WEBHOOK_CONCURRENCY', 32, 1, 1000),
+    retryScheduleMs,
+    disableAfterMs: readInteger(env, 'WEBHOOK_DISABLE_AFTER_HOURS', 120, 1, 90 * 24) * 3_600_000,
+    secretGraceMs: readInteger(env, 'WEBHOOK_SECRET_GRACE_HOURS', 24, 0, 30 * 24) * 3_600_000,
+    leaseMs,
+    pollMs: readInteger(env, 'WEBHOOK_POLL_MS', 1000, 10, 60_000),
+  };
 }
 
 function readDate(env: Env, name: string): string | null {
@@ -421,6 +483,7 @@ export function loadConfig(env: Env = process.env): Config {
     },
     events: {
       retentionDays: readInteger(env, 'OUTBOX_RETENTION_DAYS', 30, 1, 3650),
+      webhooks: readWebhookConfig(env, nodeEnv),
     },
     ...readHipaa(env),
   };

@@ -23,6 +23,8 @@ export const EVENT_TYPES = {
   'emergency_access.granted': { resourceType: 'emergency_access_grant', permission: 'admin:audit-events', description: 'A user broke glass: emergency permissions were granted (`userId`, `permissions`, `expiresAt`; the reason stays in the grant, GET /emergency-access).' },
   'emergency_access.ended': { resourceType: 'emergency_access_grant', permission: 'admin:audit-events', description: 'An emergency access grant was ended early by its user or revoked by an administrator (`by`).' },
   'reconciliation.completed': { resourceType: 'reconciliation_run', permission: 'read:reconciliations', description: 'A reconciliation run finished; its results are at its run resource.' },
+  'webhook.test': { resourceType: 'webhook_subscription', permission: 'admin:webhooks', description: 'Sent by POST /v2/webhooks/{id}/test, to that subscription only.' },
+  'webhook.disabled': { resourceType: 'webhook_subscription', permission: 'admin:webhooks', description: 'A subscription was disabled: its receiver answered 410 Gone, or its deliveries failed for WEBHOOK_DISABLE_AFTER_HOURS; `reason` says which.' },
 } as const satisfies Record<string, EventTypeInfo>;
 
 export type EventType = keyof typeof EVENT_TYPES;

@@ -55,10 +55,10 @@ export class EventOutbox {
     this.box = createSecretBox(encryptionKey, EVENT_DATA_INFO);
   }
 
-  /** INSERTs the events in one statement, in the order given, in the caller's transaction. */
-  async record(tx: Queryable, events: DomainEvent | readonly DomainEvent[]): Promise<void> {
+  /** INSERTs the events in one statement, in the order given, in the caller's transaction; returns their ids. */
+  async record(tx: Queryable, events: DomainEvent | readonly DomainEvent[]): Promise<string[]> {
     const list: readonly DomainEvent[] = Array.isArray(events) ? (events as readonly DomainEvent[]) : [events as DomainEvent];
-    if (list.length === 0) return;
+    if (list.length === 0) return [];
     const rows = list.map((event) => {
       const id = crypto.randomUUID();
       return {
@@ -80,6 +80,7 @@ export class EventOutbox {
         ORDER BY e.ordinality`,
       [JSON.stringify(rows), EVENT_VERSION],
     );
+    return rows.map((row) => row.id);
   }
 
   /** The envelope of a stored event; with `includeData`, the sealed resource opened into it. */

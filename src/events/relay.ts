@@ -40,6 +40,7 @@ export interface RelayOptions {
 
 export class OutboxRelay {
   private readonly hooks: SequencedHook[] = [];
+  private readonly purgeGuards: string[] = [];
   private readonly positions = new EventEmitter();
   private running: Promise<void> | null = null;
   private again = false;
@@ -55,6 +56,14 @@ export class OutboxRelay {
   /** Runs inside every sequencing transaction (webhook fan-out): an error rolls the batch back. */
   onSequenced(hook: SequencedHook): void {
     this.hooks.push(hook);
+  }
+
+  /**
+   * A SQL condition over the outbox row `o` that keeps it from being purged while true (webhooks:
+   * an event with a pending delivery). A constant from code, never input.
+   */
+  keepWhile(condition: string): void {
+    this.purgeGuards.push(condition);
   }
 
   /**
@@ -192,14 +201,15 @@ export class OutboxRelay {
 
   /**
    * Deletes events older than the retention window, keeping the newest (positions continue from
-   * it). Returns how many went.
+   * it) and any a keepWhile condition holds on to. Returns how many went.
    */
   async purge(): Promise<number> {
     const cutoff = new Date((this.options.now?.() ?? Date.now()) - this.options.retentionDays * 86_400_000);
     const { rowCount } = await withSystem(this.options.db, (tx) =>
       tx.query(
-        `DELETE FROM outbox_events
-          WHERE occurred_at < $1 AND position < (SELECT max(position) FROM outbox_events)`,
+        `DELETE FROM outbox_events o
+          WHERE o.occurred_at < $1 AND o.position < (SELECT max(position) FROM outbox_events)
+            ${this.purgeGuards.map((condition) => `AND NOT (${condition})`).join(' ')}`,
         [cutoff.toISOString()],
       ),
     );

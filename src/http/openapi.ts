@@ -91,8 +91,16 @@ export function documentForVersion(full: OpenApiDocument, version: string, local
   return { ...full, info: { ...(full.info as object), version: version === 'v1' ? '1.0.0' : '2.0.0-beta' }, servers, paths };
 }
 
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Top-level additions to one version's document (`x-webhooks`, from the feature that owns them). */
+    openApiExtensions: Record<'v1' | 'v2', Record<string, unknown>>;
+  }
+}
+
 export async function registerOpenApi(app: FastifyInstance, config: Config): Promise<void> {
   app.addSchema(ErrorEnvelope);
+  app.decorate('openApiExtensions', { v1: {}, v2: {} });
   await app.register(swagger, {
     // Keep /v1 in the generated paths: documentForVersion splits the document by that prefix.
     stripBasePath: false,
@@ -120,6 +128,7 @@ export async function registerOpenApi(app: FastifyInstance, config: Config): Pro
         { name: 'Services', description: 'The practice’s catalog of treatments' },
         { name: 'Reports', description: 'Appointment statistics and revenue' },
         { name: 'AI', description: 'Reconciliation of outside records' },
+        { name: 'Webhooks', description: 'Signed event deliveries to your HTTPS endpoint (v2)' },
         { name: 'Meta', description: 'Versions and API description' },
       ],
     },
@@ -146,7 +155,7 @@ export async function registerOpenApi(app: FastifyInstance, config: Config): Pro
     app.get(
       `/${version}/openapi.json`,
       { schema: { hide: true }, config: { public: true } },
-      async () => documentForVersion(app.swagger() as unknown as OpenApiDocument, version, config.publicBaseUrl),
+      async () => ({ ...documentForVersion(app.swagger() as unknown as OpenApiDocument, version, config.publicBaseUrl), ...app.openApiExtensions[version] }),
     );
   }
 

@@ -14,6 +14,8 @@ export interface ApiVersion {
   deprecationDate: string | null;
   sunsetDate: string | null;
   features: string[];
+  /** Whether each feature is served today (`planned`: promised by the blueprint, not yet built). */
+  featureStatus: Record<string, 'available' | 'planned'>;
 }
 
 export const MIGRATION_GUIDE_PATH = '/docs/migration';
@@ -22,8 +24,18 @@ export const MIGRATION_GUIDE_PATH = '/docs/migration';
 // would retire v2 before it shipped, so dates come from configuration (V2_DEPRECATION_DATE,
 // V2_SUNSET_DATE, likewise V1_*) and are unset by default. docs/versioning.md explains.
 const REGISTRY: ReadonlyArray<Omit<ApiVersion, 'deprecationDate' | 'sunsetDate'>> = [
-  { version: 'v1', status: 'stable', features: ['basic_crud', 'authentication', 'appointments'] },
-  { version: 'v2', status: 'beta', features: ['advanced_ai', 'real_time_updates', 'webhooks'] },
+  {
+    version: 'v1',
+    status: 'stable',
+    features: ['basic_crud', 'authentication', 'appointments'],
+    featureStatus: { basic_crud: 'available', authentication: 'available', appointments: 'available' },
+  },
+  {
+    version: 'v2',
+    status: 'beta',
+    features: ['advanced_ai', 'real_time_updates', 'webhooks'],
+    featureStatus: { advanced_ai: 'planned', real_time_updates: 'planned', webhooks: 'available' },
+  },
 ];
 
 export const MigrationStrategy = {
@@ -55,6 +67,9 @@ export const VersionList = Type.Object({
       deprecationDate: Type.Union([Type.String({ format: 'date' }), Type.Null()]),
       sunsetDate: Type.Union([Type.String({ format: 'date' }), Type.Null()]),
       features: Type.Array(Type.String()),
+      featureStatus: Type.Record(Type.String(), Type.Union([Type.Literal('available'), Type.Literal('planned')]), {
+        description: 'For each feature: available (served today) or planned',
+      }),
     }),
   ),
   migrationStrategy: Type.Object({
@@ -89,7 +104,7 @@ export function registerVersionHeaders(app: FastifyInstance, config: Config, now
 }
 
 /** A version's status today: from its deprecation (or, failing that, its sunset) date on it is "deprecated". */
-export function statusOn(version: ApiVersion, at: number): VersionStatus {
+export function statusOn(version: Pick<ApiVersion, 'status' | 'deprecationDate' | 'sunsetDate'>, at: number): VersionStatus {
   const since = version.deprecationDate ?? version.sunsetDate;
   return since !== null && at >= startOfDayUtc(since) ? 'deprecated' : version.status;
 }

@@ -17,9 +17,10 @@ const BODIES: Record<string, unknown> = {
   'PATCH /v1/appointments/:appointmentId': { notes: 'changed by practice B' },
   'PATCH /v1/users/:id': { firstName: 'Intruder' },
   'POST /v1/emergency-access/:grantId/revoke': { reason: 'revoked by practice B' },
+  'PATCH /v2/webhooks/:webhookId': { description: 'changed by practice B' },
 };
-/** A v2 twin takes its v1 route's body (the shapes of these bodies are the same in both). */
-const bodyFor = (name: string) => BODIES[name.replace(/ \/v\d+\//, ' /v1/')];
+/** A v2 twin takes its v1 route's body (the shapes of these bodies are the same in both); a v2-only route its own. */
+const bodyFor = (name: string) => BODIES[name] ?? BODIES[name.replace(/ \/v\d+\//, ' /v1/')];
 
 for (const target of databaseTargets()) {
   describe(`practice isolation over every route on ${target.kind}`, async () => {
@@ -44,6 +45,8 @@ for (const target of databaseTargets()) {
       startTime: '2027-03-01T10:00:00-05:00',
     });
     const apiKey = await created('/v1/api-keys', { name: 'A export', permissions: ['read:patients'] });
+    // Only webhook.test: no delivery is ever attempted to this (unreachable) address.
+    const webhook = await created('/v2/webhooks', { url: 'https://93.184.216.34/hooks', eventTypes: ['webhook.test'] });
     const run = await created('/v1/ai/reconcile', { data: [{ firstName: 'Ana', lastName: 'Reyes', dob: '1990-02-03' }] });
     // A live break-glass grant of A's practitioner (made directly: granting needs MFA step-up).
     const grantId = await withSystem(app.db, async (tx) =>
@@ -60,6 +63,7 @@ for (const target of databaseTargets()) {
       if (url.includes(':serviceId')) return String(service.id);
       if (url.includes(':appointmentId')) return String(appointment.id);
       if (url.includes(':runId')) return String(run.runId);
+      if (url.includes(':webhookId')) return String(webhook.id);
       if (/^\/v\d+\/api-keys\//.test(url)) return String(apiKey.id);
       if (/^\/v\d+\/users\//.test(url)) return a.users.STAFF.id;
       if (/^\/v\d+\/emergency-access\//.test(url)) return grantId;
@@ -127,6 +131,8 @@ for (const target of databaseTargets()) {
       assert.equal(keys.data.find((k) => k.id === apiKey.id)?.revokedAt, null);
       const grants = (await get('/v1/emergency-access')) as { data: Array<{ id: string; active: boolean }> };
       assert.equal(grants.data.find((g) => g.id === grantId)?.active, true);
+      const hook = await get(`/v2/webhooks/${String(webhook.id)}`);
+      assert.deepEqual([hook.description, hook.status, hook.previousSecretExpiresAt], ['', 'active', null]);
     });
   });
 }
