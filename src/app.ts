@@ -43,6 +43,8 @@ import { reconcileRoutes, type ReconcileRouteOptions } from './reconcile/routes.
 import { registerVersionHeaders, registerVersionRoutes } from './http/versions.js';
 import { EventOutbox } from './events/outbox.js';
 import { OutboxRelay } from './events/relay.js';
+import { EventStreamHub } from './events/stream.js';
+import { eventStreamRoutes } from './events/stream-routes.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -165,6 +167,11 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   app.decorate('events', new EventOutbox(config.encryptionKey));
   const outboxRelay = new OutboxRelay({ db, redis, log: app.log, retentionDays: config.events.retentionDays, ...(options.now ? { now: options.now } : {}) });
   app.decorate('outboxRelay', outboxRelay);
+  const eventStream = new EventStreamHub({
+    db, relay: outboxRelay, outbox: app.events, revocations: auth.revocations, log: app.log, limits: config.events.stream,
+    ...(options.now ? { now: options.now } : {}),
+  });
+  app.decorate('eventStream', eventStream);
 
   // Every route with what it declared: the authorization test walks this table.
   const routeTable: RouteEntry[] = [];
@@ -217,6 +224,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   await app.register(patientRoutes, { prefix: '/v1' });
   // v2 (beta): shapes that differ from v1, mapped from the same stored model.
   await app.register(patientRoutesV2, { prefix: '/v2' });
+  await app.register(eventStreamRoutes, { prefix: '/v2' });
   await app.register(serviceRoutes, { prefix: '/v1' });
   await app.register(appointmentRoutes, { prefix: '/v1' });
   await app.register(reportRoutes, { prefix: '/v1' });
@@ -227,6 +235,10 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
 
   const stopSealer = startAuditSealer(db, app.log);
   await outboxRelay.start();
+  await eventStream.start();
+  // Before the server stops accepting and waits for open connections: streams end with a final
+  // event at once, so shutdown never waits SHUTDOWN_GRACE_MS for them.
+  app.addHook('preClose', async () => eventStream.stop());
   const stopRevocationSync = startRevocationSync(db, auth.revocations, config.accessTokenTtlSeconds, app.log);
   app.addHook('onClose', async () => {
     stopRevocationSync();
