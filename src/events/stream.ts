@@ -291,7 +291,12 @@ export class EventStreamHub {
     if (expiresAt !== null) {
       connection.expireAt(expiresAt * 1000, this.now(), () => connection.end({ event: 'session_expired', code: 'TOKEN_EXPIRED' }));
     }
+    const socket = connection.res.socket;
     connection.res.once('close', () => {
+      // A client that went away may leave its half of the connection open (an aborted fetch sends
+      // FIN, not RST); the socket served only this stream (Connection: close), so it goes too, or
+      // shutdown would wait for it.
+      socket?.destroy();
       connection.state = 'closed';
       connection.clearTimers();
       connections.delete(connection);
