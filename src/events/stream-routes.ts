@@ -113,7 +113,12 @@ export async function eventStreamRoutes(base: FastifyInstance): Promise<void> {
         response: {
           200: {
             description: 'The stream: `text/event-stream`, open until the client leaves, the token expires or the server stops.',
-            content: { 'text/event-stream': { schema: { type: 'string', examples: ['id: 42\nevent: appointment.booked\ndata: {"id":"…","type":"appointment.booked",…}\n\n'] } } },
+            content: {
+              'text/event-stream': {
+                schema: { type: 'string', description: 'SSE messages as described above' },
+                example: 'retry: 3000\n\nid: 41\nevent: ready\ndata: {"types":["appointment.booked"],"resumedAfter":null}\n\nid: 42\nevent: appointment.booked\ndata: {"id":"0b8f…","type":"appointment.booked","version":1,"practiceId":"5d1c…","occurredAt":"2027-03-14T14:02:11.512Z","data":{"resourceType":"appointment","resourceId":"9a41…"}}\n\n: heartbeat\n\n',
+              },
+            },
           },
           ...errorResponses(400, 401, 403, 429, 503),
         },

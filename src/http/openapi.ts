@@ -121,6 +121,7 @@ export async function registerOpenApi(app: FastifyInstance, config: Config): Pro
         { name: 'Services', description: 'The practice’s catalog of treatments' },
         { name: 'Reports', description: 'Appointment statistics and revenue' },
         { name: 'AI', description: 'Reconciliation of outside records' },
+        { name: 'Events', description: 'Real-time event stream (Server-Sent Events)' },
         { name: 'Meta', description: 'Versions and API description' },
       ],
     },

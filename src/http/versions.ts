@@ -7,6 +7,8 @@ import type { Config } from '../config.js';
 import { AppError } from './errors.js';
 
 export type VersionStatus = 'stable' | 'beta' | 'deprecated';
+/** Whether a listed feature can be used today: the blueprint lists v2's features before they ship. */
+export type FeatureAvailability = 'available' | 'planned';
 
 export interface ApiVersion {
   version: string;
@@ -14,6 +16,7 @@ export interface ApiVersion {
   deprecationDate: string | null;
   sunsetDate: string | null;
   features: string[];
+  featureAvailability: Record<string, FeatureAvailability>;
 }
 
 export const MIGRATION_GUIDE_PATH = '/docs/migration';
@@ -22,8 +25,19 @@ export const MIGRATION_GUIDE_PATH = '/docs/migration';
 // would retire v2 before it shipped, so dates come from configuration (V2_DEPRECATION_DATE,
 // V2_SUNSET_DATE, likewise V1_*) and are unset by default. docs/versioning.md explains.
 const REGISTRY: ReadonlyArray<Omit<ApiVersion, 'deprecationDate' | 'sunsetDate'>> = [
-  { version: 'v1', status: 'stable', features: ['basic_crud', 'authentication', 'appointments'] },
-  { version: 'v2', status: 'beta', features: ['advanced_ai', 'real_time_updates', 'webhooks'] },
+  {
+    version: 'v1',
+    status: 'stable',
+    features: ['basic_crud', 'authentication', 'appointments'],
+    featureAvailability: { basic_crud: 'available', authentication: 'available', appointments: 'available' },
+  },
+  {
+    version: 'v2',
+    status: 'beta',
+    features: ['advanced_ai', 'real_time_updates', 'webhooks'],
+    // real_time_updates: GET /v2/events/stream (docs/events.md).
+    featureAvailability: { advanced_ai: 'available', real_time_updates: 'available', webhooks: 'planned' },
+  },
 ];
 
 export const MigrationStrategy = {
@@ -55,6 +69,9 @@ export const VersionList = Type.Object({
       deprecationDate: Type.Union([Type.String({ format: 'date' }), Type.Null()]),
       sunsetDate: Type.Union([Type.String({ format: 'date' }), Type.Null()]),
       features: Type.Array(Type.String()),
+      featureAvailability: Type.Record(Type.String(), Type.Union([Type.Literal('available'), Type.Literal('planned')]), {
+        description: 'For each feature: available today, or planned (listed by the blueprint, not served yet).',
+      }),
     }),
   ),
   migrationStrategy: Type.Object({

@@ -104,6 +104,14 @@ for (const target of databaseTargets()) {
       controller.abort();
     });
 
+    test('/v2/openapi.json documents the stream as text/event-stream with its message format', async () => {
+      const doc = (await app.inject({ url: '/v2/openapi.json' })).json() as { paths: Record<string, { get: { description: string; responses: Record<string, { content?: Record<string, unknown> }> } }> };
+      const operation = doc.paths['/events/stream']!.get;
+      assert.ok(operation.responses['200']!.content!['text/event-stream']);
+      assert.match(operation.description, /Last-Event-ID/);
+      assert.ok(['400', '401', '403', '429', '503'].every((status) => operation.responses[status]));
+    });
+
     test('opening a stream is audited with who and which types', async () => {
       const client = open(`${STREAM}?types=service.*`, practice.users.STAFF.headers);
       await client.untilEvent('ready');
