@@ -345,8 +345,9 @@ async function main(): Promise<void> {
   const url = new URL(ADMIN_URL);
   url.pathname = `/${dbName}`;
   const dataDirs = [mkdtempSync(join(tmpdir(), 'medspa-events-')), mkdtempSync(join(tmpdir(), 'medspa-events-'))];
+  // development: WEBHOOK_ALLOW_LOOPBACK (the receiver is on this machine) is refused in production.
   const env = {
-    NODE_ENV: 'production',
+    NODE_ENV: 'development',
     LOG_LEVEL: 'info',
     JWT_SECRET,
     ENCRYPTION_KEY: randomBytes(32).toString('base64url'),

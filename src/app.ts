@@ -48,6 +48,8 @@ import { registerVersionHeaders, registerVersionRoutes } from './http/versions.j
 import { EventOutbox } from './events/outbox.js';
 import { OutboxRelay } from './events/relay.js';
 import { registerWebhooks, type WebhookOptions } from './webhooks/index.js';
+import { EventStreamHub } from './events/stream.js';
+import { eventStreamRoutes } from './events/stream-routes.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -175,6 +177,11 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   app.decorate('events', new EventOutbox(config.encryptionKey));
   const outboxRelay = new OutboxRelay({ db, redis, log: app.log, retentionDays: config.events.retentionDays, ...(options.now ? { now: options.now } : {}) });
   app.decorate('outboxRelay', outboxRelay);
+  const eventStream = new EventStreamHub({
+    db, relay: outboxRelay, outbox: app.events, revocations: auth.revocations, log: app.log, limits: config.events.stream,
+    ...(options.now ? { now: options.now } : {}),
+  });
+  app.decorate('eventStream', eventStream);
 
   // Every route with what it declared: the authorization test walks this table.
   const routeTable: RouteEntry[] = [];
@@ -242,11 +249,17 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   }
   // /v2/webhooks (v2 only), the fan-out and the delivery worker (src/webhooks/).
   const webhooks = await registerWebhooks(app, options.webhooks);
+  // /v2/events/stream (v2 only): the real-time stream (src/events/stream*.ts).
+  await app.register(eventStreamRoutes, { prefix: '/v2' });
 
   for (const plugin of options.plugins ?? []) await app.register(plugin);
 
   const stopSealer = startAuditSealer(db, app.log);
   await outboxRelay.start();
+  await eventStream.start();
+  // Before the server stops accepting and waits for open connections: streams end with a final
+  // event at once, so shutdown never waits SHUTDOWN_GRACE_MS for them.
+  app.addHook('preClose', async () => eventStream.stop());
   const stopRevocationSync = startRevocationSync(db, auth.revocations, config.accessTokenTtlSeconds, app.log);
   app.addHook('onClose', async () => {
     stopRevocationSync();

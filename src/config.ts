@@ -121,6 +121,8 @@ export interface EventsConfig {
   retentionDays: number;
   /** Webhook deliveries (docs/events.md, "Webhooks"). */
   webhooks: WebhookConfig;
+  /** The real-time stream (GET /v2/events/stream, events/stream.ts). */
+  stream: EventStreamConfig;
 }
 
 export interface WebhookConfig {
@@ -142,6 +144,19 @@ export interface WebhookConfig {
   leaseMs: number;
   /** Safety-net poll for due deliveries (WEBHOOK_POLL_MS); new deliveries wake the workers at once. */
   pollMs: number;
+}
+
+export interface EventStreamConfig {
+  /** A `: heartbeat` comment this often (SSE_HEARTBEAT_MS); credentials are re-checked as often. */
+  heartbeatMs: number;
+  /** The `retry:` hint: how long a client waits before reconnecting (SSE_RETRY_MS). */
+  retryMs: number;
+  /** Bytes a client may leave unread in its socket buffer before it is cut off (SSE_MAX_BUFFERED_BYTES). */
+  maxBufferedBytes: number;
+  /** Open streams per practice on one instance (SSE_MAX_CONNECTIONS_PER_PRACTICE); one more is a 429. */
+  maxConnectionsPerPractice: number;
+  /** Open streams on one instance (SSE_MAX_CONNECTIONS); one more is a 503. */
+  maxConnections: number;
 }
 
 export interface ReconcileConfig {
@@ -484,6 +499,13 @@ export function loadConfig(env: Env = process.env): Config {
     events: {
       retentionDays: readInteger(env, 'OUTBOX_RETENTION_DAYS', 30, 1, 3650),
       webhooks: readWebhookConfig(env, nodeEnv),
+      stream: {
+        heartbeatMs: readInteger(env, 'SSE_HEARTBEAT_MS', 15_000, 50, 300_000),
+        retryMs: readInteger(env, 'SSE_RETRY_MS', 3000, 100, 600_000),
+        maxBufferedBytes: readInteger(env, 'SSE_MAX_BUFFERED_BYTES', 1_048_576, 1024, 256 * 1_048_576),
+        maxConnectionsPerPractice: readInteger(env, 'SSE_MAX_CONNECTIONS_PER_PRACTICE', 100, 1, 100_000),
+        maxConnections: readInteger(env, 'SSE_MAX_CONNECTIONS', 5000, 1, 1_000_000),
+      },
     },
     ...readHipaa(env),
   };

@@ -24,6 +24,8 @@ export interface Principal {
   /** Access-token id and expiry (users only), for logout. */
   jti: string | null;
   expiresAt: number | null;
+  /** Access-token issue time (users only): a user's revocation cut-off is compared with it. */
+  issuedAt: number | null;
 }
 
 declare module 'fastify' {
@@ -78,6 +80,7 @@ async function principalFromBearer(token: string, verifier: AccessTokenVerifier,
     email: claims.email,
     jti: claims.jti,
     expiresAt: claims.exp,
+    issuedAt: claims.iat,
   };
 }
 
@@ -103,6 +106,7 @@ async function principalFromApiKey(key: string, db: Database): Promise<Principal
     email: null,
     jti: null,
     expiresAt: null,
+    issuedAt: null,
   };
 }
 
@@ -165,6 +169,12 @@ export function registerAuthGuard(app: FastifyInstance, options: GuardOptions): 
     if (config.selfService) {
       // A person acting on their own account (logout, MFA, password): no permission, but a person.
       if (principal.kind !== 'user') throw forbidden('This endpoint needs a user’s access token, not an API key');
+      return;
+    }
+    if (config.permissionOneOf !== undefined && config.permission === undefined) {
+      if (!config.permissionOneOf.some((permission) => hasPermission(principal.permissions, permission))) {
+        throw forbidden(`Missing permission: one of ${config.permissionOneOf.join(', ')}`);
+      }
       return;
     }
     if (config.permission === undefined) {

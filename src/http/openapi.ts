@@ -129,6 +129,7 @@ export async function registerOpenApi(app: FastifyInstance, config: Config): Pro
         { name: 'Reports', description: 'Appointment statistics and revenue' },
         { name: 'AI', description: 'Reconciliation of outside records' },
         { name: 'Webhooks', description: 'Signed event deliveries to your HTTPS endpoint (v2)' },
+        { name: 'Events', description: 'Real-time event stream (Server-Sent Events)' },
         { name: 'Meta', description: 'Versions and API description' },
       ],
     },

@@ -8,6 +8,9 @@ declare module 'fastify' {
     selfService?: boolean;
     /** The RBAC permission required, e.g. "read:patients" (blueprint 2.2). */
     permission?: string;
+    /** Instead of `permission`: at least one of these is required, and the handler narrows further
+     *  (the event stream, whose events each follow their own resource's read permission). */
+    permissionOneOf?: readonly string[];
     /** false: never rate limited (health only). { name }: count against that budget instead of
      *  the one derived from the path (src/http/rate-limit.ts bucketForPath). */
     rateLimit?: false | { name: import('../config.js').RateLimitName };

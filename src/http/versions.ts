@@ -7,6 +7,8 @@ import type { Config } from '../config.js';
 import { AppError } from './errors.js';
 
 export type VersionStatus = 'stable' | 'beta' | 'deprecated';
+/** Whether a listed feature can be used today: the blueprint lists v2's features before they ship. */
+export type FeatureAvailability = 'available' | 'planned';
 
 export interface ApiVersion {
   version: string;
@@ -34,7 +36,9 @@ const REGISTRY: ReadonlyArray<Omit<ApiVersion, 'deprecationDate' | 'sunsetDate'>
     version: 'v2',
     status: 'beta',
     features: ['advanced_ai', 'real_time_updates', 'webhooks'],
-    featureStatus: { advanced_ai: 'planned', real_time_updates: 'planned', webhooks: 'available' },
+    // real_time_updates: GET /v2/events/stream; webhooks: /v2/webhooks (docs/events.md). advanced_ai is the
+    // reconciliation workflow of /v2/reconciliations, not built yet.
+    featureStatus: { advanced_ai: 'planned', real_time_updates: 'available', webhooks: 'available' },
   },
 ];
 

@@ -32,10 +32,13 @@ test('every versioned route declares a valid permission, self-service or an inte
   const problems: string[] = [];
   for (const route of versioned) {
     const name = `${route.method} ${route.url}`;
-    const { permission, selfService, public: isPublic } = route.config;
-    const declared = [permission !== undefined, selfService === true, isPublic === true].filter(Boolean).length;
+    const { permission, permissionOneOf, selfService, public: isPublic } = route.config;
+    const declared = [permission !== undefined, permissionOneOf !== undefined, selfService === true, isPublic === true].filter(Boolean).length;
     if (declared !== 1) problems.push(`${name}: declares ${declared} access rules`);
     if (permission !== undefined && !isValidPermission(permission)) problems.push(`${name}: "${permission}" is not a permission`);
+    if (permissionOneOf !== undefined && (permissionOneOf.length === 0 || !permissionOneOf.every(isValidPermission))) {
+      problems.push(`${name}: permissionOneOf [${permissionOneOf.join(', ')}] is not a list of permissions`);
+    }
     if (isPublic && !PUBLIC.has(name)) problems.push(`${name}: public but not on the public list`);
   }
   assert.deepEqual(problems, []);

@@ -27,6 +27,9 @@ describe('versions', () => {
         ['v2', 'beta'],
       ],
     );
+    const v2 = (body.data as unknown as Array<{ version: string; features: string[]; featureStatus: Record<string, string> }>).find((v) => v.version === 'v2')!;
+    assert.deepEqual(Object.keys(v2.featureStatus).sort(), [...v2.features].sort(), 'every listed feature says whether it is available');
+    assert.equal(v2.featureStatus.real_time_updates, 'available');
     assert.deepEqual(body.migrationStrategy, {
       backwardCompatibility: true,
       deprecationNotice: true,
@@ -48,7 +51,7 @@ describe('versions', () => {
   });
 
   test('a version with only a sunset date shows deprecated from that date (it answers 410 by then)', () => {
-    const v1 = { version: 'v1', status: 'stable' as const, features: [], deprecationDate: null, sunsetDate: '2027-06-30' };
+    const v1 = { version: 'v1', status: 'stable' as const, features: [], featureStatus: {}, deprecationDate: null, sunsetDate: '2027-06-30' };
     assert.equal(statusOn(v1, Date.parse('2027-06-29T23:59:59Z')), 'stable');
     assert.equal(statusOn(v1, Date.parse('2027-06-30T00:00:00Z')), 'deprecated');
   });
