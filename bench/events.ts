@@ -11,8 +11,9 @@
 //    (default 5,000 events in one transaction): deliveries a second until the last arrives.
 // 3. SIGKILL: a second instance joins; patients are created through both at BENCH_KILL_RATE a
 //    second (default 100) for BENCH_KILL_SECONDS (default 10), and the first instance is SIGKILLed
-//    halfway. Every acknowledged creation (201) must reach the receiver, whichever instance had
-//    claimed its delivery; the count of missing ones is printed (and makes the run fail).
+//    halfway, while the receiver answers slowly (deliveries in flight die with it). Every
+//    acknowledged creation (201) must reach the receiver, whichever instance had claimed its
+//    delivery (leases of 5 s here); the count of missing ones is printed (and makes the run fail).
 //
 // Environment: DATABASE_URL (a server where the bench may CREATE DATABASE; default the local test
 // server), REDIS_URL (default redis://127.0.0.1:6379/14). Targets (issue 12): stream p99 under
@@ -41,6 +42,9 @@ const WEBHOOK_EVENTS = Number(process.env.BENCH_WEBHOOK_EVENTS ?? 5000);
 const KILL_RATE = Number(process.env.BENCH_KILL_RATE ?? 100);
 const KILL_SECONDS = Number(process.env.BENCH_KILL_SECONDS ?? 10);
 const PATIENTS_PER_PRACTICE = 20;
+/** The receiver answers this slowly in phase 3, so the killed instance dies with deliveries in flight. */
+const KILL_RECEIVER_DELAY_MS = 300;
+const LEASE_MS = 5000;
 
 const JWT_SECRET = randomBytes(32).toString('base64url');
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
@@ -50,6 +54,9 @@ interface Practice {
   token: string;
   patients: string[];
 }
+
+/** A distinct letters-only name part for row i (names take letters, not digits). */
+const letters = (i: number): string => (i < 26 ? '' : letters(Math.floor(i / 26) - 1)) + String.fromCharCode(97 + (i % 26));
 
 function percentile(sorted: Float64Array, p: number): number {
   if (sorted.length === 0) return Number.NaN;
@@ -135,6 +142,7 @@ function openStream(base: string, token: string, onMessage: (id: string, data: s
       res.setEncoding('utf8');
       let buffer = '';
       let id = '';
+      let event = '';
       let data = '';
       res.on('data', (chunk: string) => {
         buffer += chunk;
@@ -143,12 +151,15 @@ function openStream(base: string, token: string, onMessage: (id: string, data: s
           const line = buffer.slice(0, newline);
           buffer = buffer.slice(newline + 1);
           if (line === '') {
-            if (data !== '') {
+            // Domain events only (their types have a dot): not the stream's own ready/error messages.
+            if (data !== '' && event.includes('.')) {
               client.received++;
               onMessage(id, data);
             }
             data = '';
+            event = '';
           } else if (line.startsWith('id:')) id = line.slice(3).trim();
+          else if (line.startsWith('event:')) event = line.slice(6).trim();
           else if (line.startsWith('data:')) data += line.slice(5).trimStart();
         }
       });
@@ -184,11 +195,13 @@ interface Receiver {
   /** resourceId → event types seen, for the SIGKILL phase. */
   created: Set<string>;
   latencies: number[];
+  /** How long the receiver takes to answer: slow, many deliveries are in flight when an instance dies. */
+  delayMs: number;
   close(): Promise<void>;
 }
 
 function startReceiver(): Promise<Receiver> {
-  const receiver = { firstArrival: new Map<string, number>(), deliveries: 0, created: new Set<string>(), latencies: [] as number[] };
+  const receiver = { firstArrival: new Map<string, number>(), deliveries: 0, created: new Set<string>(), latencies: [] as number[], delayMs: 0 };
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -202,7 +215,8 @@ function startReceiver(): Promise<Receiver> {
         receiver.latencies.push(now - Date.parse(event.occurredAt));
         if (event.type === 'patient.created') receiver.created.add(event.data.resourceId);
       }
-      res.writeHead(204).end();
+      if (receiver.delayMs > 0) setTimeout(() => res.writeHead(204).end(), receiver.delayMs);
+      else res.writeHead(204).end();
     });
   });
   return new Promise((resolve) => {
@@ -212,6 +226,12 @@ function startReceiver(): Promise<Receiver> {
         ...receiver,
         get deliveries() {
           return receiver.deliveries;
+        },
+        get delayMs() {
+          return receiver.delayMs;
+        },
+        set delayMs(ms: number) {
+          receiver.delayMs = ms;
         },
         url: `http://127.0.0.1:${port}/hooks`,
         close: () => new Promise<void>((done) => server.close(() => done())),
@@ -289,7 +309,7 @@ async function webhookPhase(instance: Instance, practice: Practice, receiver: Re
     description: 'bench receiver',
   });
   if (subscription.status !== 201) throw new Error(`subscription answered ${subscription.status}: ${JSON.stringify(subscription.body)}`);
-  const rows = Array.from({ length: WEBHOOK_EVENTS }, (_, i) => ({ firstName: 'Hook', lastName: `Bench${i}`, email: `hook.${i}.${randomUUID().slice(0, 8)}@example.test` }));
+  const rows = Array.from({ length: WEBHOOK_EVENTS }, (_, i) => ({ firstName: 'Hook', lastName: `Bench ${letters(i)}`, email: `hook.${i}.${randomUUID().slice(0, 8)}@example.test` }));
   const before = receiver.firstArrival.size;
   const started = Date.now();
   const imported = await request(instance.base, 'POST', '/v1/patients/import', practice.token, { mode: 'atomic', patients: rows });
@@ -311,6 +331,8 @@ async function killPhase(instances: Instance[], practice: Practice, receiver: Re
   console.log(`\n3. SIGKILL: patients created through 2 instances at ${KILL_RATE}/s for ${KILL_SECONDS} s, instance 1 SIGKILLed at ${KILL_SECONDS / 2} s`);
   const acknowledged = new Set<string>();
   let refused = 0;
+  const duplicatesBefore = receiver.deliveries - receiver.firstArrival.size;
+  receiver.delayMs = KILL_RECEIVER_DELAY_MS;
   const killAt = setTimeout(() => {
     instances[0]!.child.kill('SIGKILL');
     console.log(`   instance 1 SIGKILLed with ${acknowledged.size} creations acknowledged`);
@@ -320,7 +342,7 @@ async function killPhase(instances: Instance[], practice: Practice, receiver: Re
     if (target.child.signalCode !== null) return; // a load balancer would send these elsewhere
     const created = await request(target.base, 'POST', '/v1/patients', practice.token, {
       firstName: 'Kill',
-      lastName: `Bench${i}`,
+      lastName: `Bench ${letters(i)}`,
       email: `kill.${i}.${randomUUID().slice(0, 8)}@example.test`,
     }).catch(() => ({ status: 0, body: null }));
     if (created.status === 201) acknowledged.add(created.body.id as string);
@@ -332,8 +354,13 @@ async function killPhase(instances: Instance[], practice: Practice, receiver: Re
     console.log(`   ${error.message}`);
     return Number.NaN;
   });
+  // Deliveries the killed instance had sent but not recorded are sent again once their lease expires.
+  await sleep(LEASE_MS + 3000);
   console.log(`   ${acknowledged.size} creations acknowledged (${refused} refused or cut off by the kill); delivered ${acknowledged.size - missing()}, missing ${missing()}`);
-  console.log(`   the last one arrived ${(tookMs / 1000).toFixed(1)} s after the load ended; deliveries received in all ${receiver.deliveries}, duplicates ${receiver.deliveries - receiver.firstArrival.size} (receivers dedup by webhook-id)`);
+  console.log(
+    `   the last one arrived ${(tookMs / 1000).toFixed(1)} s after the load ended (leases ${LEASE_MS} ms); ` +
+      `${receiver.deliveries - receiver.firstArrival.size - duplicatesBefore} delivered twice: in flight at the kill, delivered again once its lease expired (receivers dedup by webhook-id)`,
+  );
   return missing() === 0;
 }
 
@@ -358,6 +385,9 @@ async function main(): Promise<void> {
     MEDSPA_ADMIN_PASSWORD: `Bench-${randomBytes(12).toString('hex')}`,
     RATE_LIMIT_ENABLED: 'false',
     WEBHOOK_ALLOW_LOOPBACK: 'true',
+    // A short lease, so the killed instance's deliveries are claimed again within seconds.
+    WEBHOOK_LEASE_MS: String(LEASE_MS),
+    WEBHOOK_TIMEOUT_MS: '3000',
     SSE_MAX_CONNECTIONS_PER_PRACTICE: String(SSE_CONNECTIONS),
   };
   const instances: Instance[] = [];
