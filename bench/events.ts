@@ -41,6 +41,8 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
 const WEBHOOK_EVENTS = Number(process.env.BENCH_WEBHOOK_EVENTS ?? 5000);
 const KILL_RATE = Number(process.env.BENCH_KILL_RATE ?? 100);
 const KILL_SECONDS = Number(process.env.BENCH_KILL_SECONDS ?? 10);
+/** BENCH_ONLY=stream: phase 1 alone (to study the stream's latency). */
+const ONLY_STREAM = process.env.BENCH_ONLY === 'stream';
 const PATIENTS_PER_PRACTICE = 20;
 /** The receiver answers this slowly in phase 3, so the killed instance dies with deliveries in flight. */
 const KILL_RECEIVER_DELAY_MS = 300;
@@ -398,10 +400,13 @@ async function main(): Promise<void> {
     const practices = await seedPractices(url.toString(), SSE_PRACTICES);
     console.log(`PostgreSQL database ${dbName}, Redis ${REDIS_URL}; instance 1 at ${instances[0]!.base}`);
     const streamOk = await streamPhase(instances[0]!, practices);
-    const webhooksOk = await webhookPhase(instances[0]!, practices[0]!, receiver);
-    instances.push(await startInstance(env, dataDirs[1]!));
-    const killOk = await killPhase(instances, practices[0]!, receiver);
-    ok = streamOk && webhooksOk && killOk;
+    if (ONLY_STREAM) ok = streamOk;
+    else {
+      const webhooksOk = await webhookPhase(instances[0]!, practices[0]!, receiver);
+      instances.push(await startInstance(env, dataDirs[1]!));
+      const killOk = await killPhase(instances, practices[0]!, receiver);
+      ok = streamOk && webhooksOk && killOk;
+    }
     console.log(ok ? '\nOK' : '\nFAIL');
   } finally {
     await stopInstances(instances);
