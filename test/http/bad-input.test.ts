@@ -41,7 +41,10 @@ for (const target of databaseTargets()) {
   const { app } = await startTestApp(db);
   const practice = await createTestPractice(app, 'Fuzz Spa');
   type Document = {
-    paths: Record<string, Record<string, { parameters?: Operation['parameters']; requestBody?: { content: Record<string, { schema: Schema }> } }>>;
+    paths: Record<
+      string,
+      Record<string, { parameters?: Operation['parameters']; requestBody?: { content: Record<string, { schema: Schema }> }; responses?: Record<string, { content?: Record<string, unknown> }> }>
+    >;
     components: { schemas: Record<string, Schema> };
   };
   // Every version's document; paths are relative to their version's server.
@@ -61,7 +64,11 @@ for (const target of databaseTargets()) {
 
   const operations: Operation[] = documents.flatMap(({ version, doc: versionDoc }) =>
     Object.entries(versionDoc.paths).flatMap(([path, item]) =>
-    Object.entries(item).map(([method, op]) => ({
+    Object.entries(item)
+      // A stream that starts never ends under inject(); the stream's own bad input (types, ids to
+      // resume from) is tested with a real client in test/events.
+      .filter(([, op]) => op.responses?.['200']?.content?.['text/event-stream'] === undefined)
+      .map(([method, op]) => ({
       method: method.toUpperCase(),
       path: `/${version}${path}`,
       parameters: op.parameters ?? [],
