@@ -5,6 +5,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { recordAudit, requestOrigin, type AuditEvent } from '../audit/audit.js';
 import { principalOf, type Principal } from '../auth/guard.js';
+import { changeBy } from '../events/outbox.js';
 import { readInPractice, withPractice } from '../db/scope.js';
 import { AppError, notFound, validationError, type ErrorDetail } from '../http/errors.js';
 import { completeIdempotentRequest, IdempotencyKeyHeaders } from '../http/idempotency.js';
@@ -133,8 +134,7 @@ function appointmentEvent(
   refs: Record<string, string | null> = {},
 ) {
   return {
-    practiceId: principal.practiceId,
-    actor: { type: principal.kind, id: principal.id },
+    ...changeBy(principal),
     type,
     resourceId: row.id,
     changedFields,

@@ -22,6 +22,12 @@ export interface DomainEvent {
   resource?: unknown;
 }
 
+/** Who made a change and for which practice, from the request's principal (user or API key). */
+export const changeBy = (principal: { practiceId: string; kind: string; id: string }): Pick<DomainEvent, 'practiceId' | 'actor'> => ({
+  practiceId: principal.practiceId,
+  actor: { type: principal.kind, id: principal.id },
+});
+
 /** A stored event as the relay, the stream and the webhook worker read it. */
 export interface StoredEvent {
   position: number;

@@ -9,6 +9,7 @@ import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { recordAudit, requestOrigin } from '../audit/audit.js';
 import { principalOf } from '../auth/guard.js';
+import { changeBy } from '../events/outbox.js';
 import { hasPermission } from '../auth/rbac.js';
 import { withPractice } from '../db/scope.js';
 import { AppError, forbidden, notFound, validationError, type ErrorDetail } from '../http/errors.js';
@@ -337,8 +338,7 @@ export const reconcileRoutes: FastifyPluginAsync<ReconcileRouteOptions> = async 
           },
         });
         await app.events.record(tx, {
-          practiceId,
-          actor: { type: principal.kind, id: principal.id },
+          ...changeBy(principal),
           type: 'reconciliation.completed',
           resourceId: stored.id,
           refs: { target, algorithm, records: body.data.length, matched: result.matches.length, unmatched: result.unmatched.length },

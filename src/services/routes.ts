@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { recordAudit, requestOrigin } from '../audit/audit.js';
 import { principalOf, type Principal } from '../auth/guard.js';
+import { changeBy } from '../events/outbox.js';
 import type { Queryable } from '../db/database.js';
 import { withPractice } from '../db/scope.js';
 import { AppError, notFound, validationError, type ErrorDetail } from '../http/errors.js';
@@ -72,8 +73,7 @@ const isUniqueViolation = (error: unknown) => (error as { code?: string } | null
 /** A change of the catalog as a domain event (a service holds no PHI: the body goes to includeData receivers). */
 function serviceEvent(principal: Principal, type: 'service.created' | 'service.updated', row: ServiceRow, changedFields: string[]) {
   return {
-    practiceId: principal.practiceId,
-    actor: { type: principal.kind, id: principal.id },
+    ...changeBy(principal),
     type,
     resourceId: row.id,
     changedFields,
