@@ -4,7 +4,7 @@
 // Reused by the HTTP benchmark: import { loadFebrlSplit } from './febrl.js'.
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { PracticePatient } from '../src/reconcile/engine.js';
+import type { PracticePatient } from '../src/reconcile/engine/engine.js';
 
 export const FEBRL_DIR = fileURLToPath(new URL('../../shared/data/febrl-dev/', import.meta.url));
 export const FEBRL_SPLITS = ['dataset1', 'dataset2', 'dataset3'] as const;

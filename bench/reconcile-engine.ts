@@ -6,7 +6,7 @@
 import { FEBRL_SPLITS, loadFebrlSplit } from './febrl.js';
 import {
   reconcileAppointments, reconcilePatients, type Algorithm, type ReconcileResult,
-} from '../src/reconcile/engine.js';
+} from '../src/reconcile/engine/engine.js';
 import { generateSyntheticAppointments, generateSyntheticSplit } from '../test/reconcile/synthetic.js';
 
 const ALGORITHMS: readonly Algorithm[] = ['FUZZY_MATCH', 'ML_MODEL', 'HYBRID'];

@@ -23,7 +23,7 @@ import { buildApp } from '../src/app.js';
 import { testConfig } from '../src/config.js';
 import { openPglite, openPostgres, type Database } from '../src/db/database.js';
 import { withPractice } from '../src/db/scope.js';
-import type { PracticePatient } from '../src/reconcile/engine.js';
+import type { PracticePatient } from '../src/reconcile/engine/engine.js';
 import { createTestPractice } from '../test/helpers/identity.js';
 import { generateSyntheticSplit } from '../test/reconcile/synthetic.js';
 import { FEBRL_SPLITS, loadFebrlSplit } from './febrl.js';

@@ -13,7 +13,7 @@
 // a .ts file too), and dist/reconcile/worker.js after `npm run build`.
 import { availableParallelism } from 'node:os';
 import { Worker, type ResourceLimits } from 'node:worker_threads';
-import type { ReconcileResult } from './engine.js';
+import type { ReconcileResult } from './engine/engine.js';
 import type { JobMessage, ReconcileJob, ResultMessage } from './worker.js';
 
 export interface PoolLogger {

@@ -16,8 +16,8 @@ import { AppError, forbidden, notFound, validationError, type ErrorDetail } from
 import { errorResponses } from '../http/openapi.js';
 import { isUuid } from '../http/pagination.js';
 import { CircuitBreaker, CircuitOpenError, type BreakerSnapshot } from '../resilience/circuit-breaker.js';
-import type { PracticeAppointment, PracticePatient, ReconcileResult } from './engine.js';
-import { normaliseKey, recogniseKey } from './fields.js';
+import type { PracticeAppointment, PracticePatient, ReconcileResult } from './engine/engine.js';
+import { normaliseKey, recogniseKey } from './engine/fields.js';
 import {
   createReconcilePool,
   JobFailedError,

@@ -3,7 +3,7 @@
 // security is on; the explicit practice_id filters are the first line, RLS the second.
 import type { Queryable } from '../db/database.js';
 import { isUuid } from '../db/scope.js';
-import type { Algorithm, PracticeAppointment, PracticePatient, ReconciliationMatch } from './engine.js';
+import type { Algorithm, PracticeAppointment, PracticePatient, ReconciliationMatch } from './engine/engine.js';
 
 export type ReconcileTarget = 'PATIENTS' | 'APPOINTMENTS';
 

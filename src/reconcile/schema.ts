@@ -4,7 +4,7 @@
 import { Type, type Static } from 'typebox';
 import { PathId } from '../http/pagination.js';
 import { StringEnum } from '../http/validation.js';
-import type { Algorithm, ReconciliationMatch as EngineMatch } from './engine.js';
+import type { Algorithm, ReconciliationMatch as EngineMatch } from './engine/engine.js';
 
 export const ALGORITHMS = ['FUZZY_MATCH', 'ML_MODEL', 'HYBRID'] as const satisfies readonly Algorithm[];
 export const TARGETS = ['PATIENTS', 'APPOINTMENTS'] as const;

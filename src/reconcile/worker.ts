@@ -9,7 +9,7 @@ import {
   type PracticePatient,
   type ReconcileOptions,
   type ReconcileResult,
-} from './engine.js';
+} from './engine/engine.js';
 
 export type ReconcileJob =
   | { target: 'PATIENTS'; practice: PracticePatient[]; incoming: unknown[]; options: ReconcileOptions }

@@ -3,11 +3,11 @@ import { describe, it } from 'node:test';
 import {
   compareDates, compareEmails, compareGivenNames, comparePhones, compareSurnames, isAdjacentTransposition, isClippedForm,
   MISSING, type NameValue,
-} from '../../src/reconcile/compare.js';
-import { normaliseEmail, normalisePhone, nameTokens } from '../../src/reconcile/normalise.js';
-import { comparePeople, F } from '../../src/reconcile/features.js';
-import { emptyRecord } from '../../src/reconcile/fields.js';
-import { preparePerson } from '../../src/reconcile/prepare.js';
+} from '../../src/reconcile/engine/compare.js';
+import { normaliseEmail, normalisePhone, nameTokens } from '../../src/reconcile/engine/normalise.js';
+import { comparePeople, F } from '../../src/reconcile/engine/features.js';
+import { emptyRecord } from '../../src/reconcile/engine/fields.js';
+import { preparePerson } from '../../src/reconcile/engine/prepare.js';
 
 const name = (value: string): NameValue => {
   const tokens = nameTokens(value);

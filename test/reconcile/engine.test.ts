@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
   reconcileAppointments, reconcilePatients, type PracticeAppointment, type PracticePatient, type ReconcileResult,
-} from '../../src/reconcile/engine.js';
+} from '../../src/reconcile/engine/engine.js';
 import { generateSyntheticAppointments, generateSyntheticSplit } from './synthetic.js';
 
 // Made-up people. A household (mother and daughter), twins, and two unrelated Maria Garcias.

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { fitFellegiSunter, PatternCounter, patternLogBf, TermFrequencies, type FieldPrior } from '../../src/reconcile/fellegi-sunter.js';
-import type { FieldSpec } from '../../src/reconcile/features.js';
+import { fitFellegiSunter, PatternCounter, patternLogBf, TermFrequencies, type FieldPrior } from '../../src/reconcile/engine/fellegi-sunter.js';
+import type { FieldSpec } from '../../src/reconcile/engine/features.js';
 import { seededRandom } from './synthetic.js';
 
 // Three binary fields (0 = agree, 1 = disagree) with known m and u; EM must recover them unlabelled.

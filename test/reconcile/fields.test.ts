@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { compileFieldMapping, recogniseKey, recogniseRecord } from '../../src/reconcile/fields.js';
+import { compileFieldMapping, recogniseKey, recogniseRecord } from '../../src/reconcile/engine/fields.js';
 
 describe('key recognition', () => {
   const expectations: [string, string][] = [

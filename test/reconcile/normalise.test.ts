@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { areNicknames, parseNicknameTable } from '../../src/reconcile/nicknames.js';
+import { areNicknames, parseNicknameTable } from '../../src/reconcile/engine/nicknames.js';
 import {
   nameTokens, normaliseEmail, normalisePhone, parseAmountCents, parseDateReadings, splitEmailCell, splitFullName,
   splitPhoneCell,
-} from '../../src/reconcile/normalise.js';
-import { foldText } from '../../src/reconcile/text.js';
+} from '../../src/reconcile/engine/normalise.js';
+import { foldText } from '../../src/reconcile/engine/text.js';
 
 const NOW = new Date('2025-06-01T00:00:00Z');
 

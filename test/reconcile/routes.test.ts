@@ -8,7 +8,7 @@ import { Worker } from 'node:worker_threads';
 import type { FastifyInstance } from 'fastify';
 import type { Queryable } from '../../src/db/database.js';
 import { withPractice } from '../../src/db/scope.js';
-import type { ReconcileResult } from '../../src/reconcile/engine.js';
+import type { ReconcileResult } from '../../src/reconcile/engine/engine.js';
 import { WorkerCrashedError, WorkerPool, type PoolStats } from '../../src/reconcile/pool.js';
 import { isLoadShedding, type ReconcileRunner } from '../../src/reconcile/routes.js';
 import type { ReconcileJob } from '../../src/reconcile/worker.js';

@@ -3,7 +3,7 @@
 // same-name strangers, and a messy export of the kind loyalty programs, point-of-sale systems
 // and old EHRs send: nicknames, typos, married names, swapped names, every phone and date format,
 // email plus-tags and dots, missing fields, and look-alikes that must NOT be matched.
-import type { PracticeAppointment, PracticePatient } from '../../src/reconcile/engine.js';
+import type { PracticeAppointment, PracticePatient } from '../../src/reconcile/engine/engine.js';
 
 export type Random = () => number;
 
