@@ -58,6 +58,8 @@ const INT8_OID = 20;
 export interface PgliteOptions {
   /** A directory to persist to, or undefined for an in-memory database. */
   dataDir: string | undefined;
+  /** A cluster saved by PGlite's dumpDataDir() to start from instead of running initdb (tests). */
+  loadDataDir?: Blob;
 }
 
 /**
@@ -69,10 +71,11 @@ export interface PgliteOptions {
  */
 export const PGLITE_SHARED_BUFFERS = '16MB';
 
-export async function openPglite({ dataDir }: PgliteOptions): Promise<Database> {
+export async function openPglite({ dataDir, loadDataDir }: PgliteOptions): Promise<Database> {
   if (dataDir !== undefined) mkdirSync(dataDir, { recursive: true });
   const db = await PGlite.create({
     ...(dataDir === undefined ? {} : { dataDir }),
+    ...(loadDataDir === undefined ? {} : { loadDataDir }),
     startParams: [...PGlite.defaultStartParams, '-c', `shared_buffers=${PGLITE_SHARED_BUFFERS}`],
     extensions: { btree_gist },
     parsers: {

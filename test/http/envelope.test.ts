@@ -8,7 +8,7 @@ import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { Type } from 'typebox';
 import { AppError } from '../../src/http/errors.js';
 import { newRequestId } from '../../src/http/request-context.js';
-import { openPglite } from '../../src/db/database.js';
+import { openScratchPglite } from '../helpers/databases.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 
 const probeRoutes: FastifyPluginAsync = async (app) => {
@@ -58,7 +58,7 @@ function assertEnvelope(response: Awaited<ReturnType<FastifyInstance['inject']>>
   return body.error as { code: string; message: string; details: Array<{ field: string; message: string }> };
 }
 
-const db = await openPglite({ dataDir: undefined });
+const db = await openScratchPglite();
 after(() => db.close());
 const t: TestApp = await startTestApp(db, {}, { plugins: [probeRoutes] });
 

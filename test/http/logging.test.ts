@@ -3,11 +3,11 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import type { FastifyInstance } from 'fastify';
-import { openPglite } from '../../src/db/database.js';
+import { openScratchPglite } from '../helpers/databases.js';
 import { REDACTED_FIELDS, REQUEST_LINE_FIELDS, serializeError } from '../../src/http/logging.js';
 import { startTestApp } from '../helpers/app.js';
 
-const db = await openPglite({ dataDir: undefined });
+const db = await openScratchPglite();
 after(() => db.close());
 
 async function probeRoutes(app: FastifyInstance): Promise<void> {

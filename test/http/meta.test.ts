@@ -7,11 +7,11 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { ConfigError, loadConfig } from '../../src/config.js';
-import { openPglite } from '../../src/db/database.js';
+import { openScratchPglite } from '../helpers/databases.js';
 import { statusOn } from '../../src/http/versions.js';
 import { startTestApp } from '../helpers/app.js';
 
-const db = await openPglite({ dataDir: undefined });
+const db = await openScratchPglite();
 after(() => db.close());
 const { app } = await startTestApp(db);
 
@@ -130,7 +130,7 @@ describe('health', () => {
   });
 
   test('/health/ready is 503 with the envelope when the database is gone', async () => {
-    const lost = await openPglite({ dataDir: undefined });
+    const lost = await openScratchPglite();
     const orphan = await startTestApp(lost);
     await lost.close();
     const response = await orphan.app.inject({ url: '/health/ready' });

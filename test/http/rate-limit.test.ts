@@ -8,7 +8,7 @@ import { after, describe, test } from 'node:test';
 import type { FastifyInstance, FastifyPluginAsync, InjectOptions } from 'fastify';
 import { Type } from 'typebox';
 import { ConfigError, loadConfig, testConfig, type Config, type RateLimits } from '../../src/config.js';
-import { openPglite } from '../../src/db/database.js';
+import { openScratchPglite } from '../helpers/databases.js';
 import {
   bucketForPath,
   clientKey,
@@ -76,7 +76,7 @@ const probeRoutes: FastifyPluginAsync = async (app) => {
   app.get('/v1/probe/open', { config: { public: true } }, async () => ({ ok: true }));
 };
 
-const db = await openPglite({ dataDir: undefined });
+const db = await openScratchPglite();
 after(() => db.close());
 
 describe('rate-limit units', () => {

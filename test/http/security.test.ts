@@ -11,7 +11,8 @@ import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { buildApp } from '../../src/app.js';
 import { generateApiKey } from '../../src/auth/tokens.js';
 import { ConfigError, loadConfig, testConfig } from '../../src/config.js';
-import { openPglite, openPostgres, type Database } from '../../src/db/database.js';
+import { openPostgres, type Database } from '../../src/db/database.js';
+import { openScratchPglite } from '../helpers/databases.js';
 import { withSystem } from '../../src/db/scope.js';
 import { inlineScriptHashes, serverOptions } from '../../src/http/security.js';
 import { startTestApp } from '../helpers/app.js';
@@ -64,7 +65,7 @@ function assertSecurityHeaders(response: Response, label: string) {
   assert.equal(response.headers['x-powered-by'], undefined, label);
 }
 
-const db = await openPglite({ dataDir: undefined });
+const db = await openScratchPglite();
 after(() => db.close());
 
 describe('security headers', async () => {

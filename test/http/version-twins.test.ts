@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import type { RouteEntry } from '../../src/app.js';
-import { openPglite } from '../../src/db/database.js';
+import { openScratchPglite } from '../helpers/databases.js';
 import { bucketForPath } from '../../src/http/rate-limit.js';
 import { WorkerCrashedError } from '../../src/reconcile/pool.js';
 import type { ReconcileRunner } from '../../src/reconcile/routes.js';
@@ -21,7 +21,7 @@ import { createTestPractice } from '../helpers/identity.js';
  */
 const V1_ONLY: Readonly<Record<string, string>> = {};
 
-const db = await openPglite({ dataDir: undefined });
+const db = await openScratchPglite();
 after(() => db.close());
 const { app } = await startTestApp(db);
 

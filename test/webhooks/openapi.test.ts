@@ -2,11 +2,11 @@
 // /versions shows webhooks as available in v2.
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { openPglite } from '../../src/db/database.js';
+import { openScratchPglite } from '../helpers/databases.js';
 import { EVENT_TYPE_NAMES } from '../../src/events/catalog.js';
 import { startTestApp } from '../helpers/app.js';
 
-const db = await openPglite({ dataDir: undefined });
+const db = await openScratchPglite();
 after(() => db.close());
 const { app } = await startTestApp(db);
 
