@@ -41,10 +41,24 @@ async function waitHealthy(base: string, child: ChildProcess, stderr: () => stri
   throw new Error(`server at ${base} did not become ready:\n${stderr()}`);
 }
 
-/** `built`: run dist/main.js as `npm start` does (npm run build first), not the sources through tsx. */
-export async function startInstance(env: Record<string, string>, dataDir: string, { built = false } = {}): Promise<Instance> {
-  const port = await freePort();
-  const child = spawn(process.execPath, built ? ['dist/main.js'] : ['--import', 'tsx', 'src/main.ts'], {
+export interface StartOptions {
+  /** Run dist/main.js as `npm start` does (npm run build first), not the sources through tsx. */
+  built?: boolean;
+  /** Listen on this port (a restarted instance keeps its place behind a load balancer). Default: a free one. */
+  port?: number;
+  /** A command the server runs under, e.g. ['faketime', '-f', '+20s'] for a skewed clock. */
+  wrapper?: string[];
+}
+
+export async function startInstance(
+  env: Record<string, string>,
+  dataDir: string,
+  { built = false, port: fixedPort, wrapper = [] }: StartOptions = {},
+): Promise<Instance> {
+  const port = fixedPort ?? (await freePort());
+  const node = [process.execPath, ...(built ? ['dist/main.js'] : ['--import', 'tsx', 'src/main.ts'])];
+  const [command, ...args] = [...wrapper, ...node] as [string, ...string[]];
+  const child = spawn(command, args, {
     cwd: ROOT,
     env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir },
     stdio: ['ignore', 'ignore', 'pipe'],

@@ -145,7 +145,8 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     bodyLimit: config.bodyLimitBytes,
     trustProxy: config.trustProxy,
     ...serverOptions(config), // slow-client timeouts; HTTPS when TLS_CERT_FILE/TLS_KEY_FILE are set
-    return503OnClosing: true,
+    // Requests arriving while closing get the API's own 503 with Retry-After (http/health.ts).
+    return503OnClosing: false,
     // A malformed id of any plausible length reaches its route and is the route's 404 (after the
     // credential check); only an absurd segment is refused while routing (414).
     routerOptions: { maxParamLength: MAX_PATH_SEGMENT },

@@ -2,7 +2,7 @@
 // Features add their own readiness checks (database, Redis, the reconciliation breaker).
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
-import { AppError } from './errors.js';
+import { AppError, serviceUnavailable } from './errors.js';
 import { errorResponses } from './openapi.js';
 
 export interface CheckResult {
@@ -46,6 +46,7 @@ const Readiness = Type.Object({
 
 export function registerHealth(app: FastifyInstance, version: string): void {
   app.decorate('readinessChecks', new Map<string, ReadinessCheck>());
+  refuseWhileClosing(app);
 
   app.get(
     '/health',
@@ -77,4 +78,22 @@ export function registerHealth(app: FastifyInstance, version: string): void {
       return { status: 'ready' as const, checks };
     },
   );
+}
+
+/**
+ * While the server shuts down, a request that still arrives on a kept-alive connection is refused
+ * with a 503 in the error envelope that says when to retry and closes the connection, so a client
+ * or a load balancer retries on another instance. (Fastify's own closing 503, return503OnClosing,
+ * has neither.) Requests already past this hook finish normally.
+ */
+function refuseWhileClosing(app: FastifyInstance): void {
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onRequest', async (_request, reply) => {
+    if (!closing) return;
+    reply.header('connection', 'close');
+    throw serviceUnavailable('SERVICE_UNAVAILABLE', 'The server is shutting down; retry the request', 1);
+  });
 }

@@ -13,6 +13,8 @@ interface RawResponse {
   status: number;
   headers: Record<string, string>;
   body: string;
+  /** Bytes of the response on the wire (head and body). */
+  size: number;
 }
 
 /** An HTTP/1.1 request written by hand, so the test decides when each byte leaves. */
@@ -65,7 +67,15 @@ class RawRequest {
       status: Number(statusLine!.split(' ')[1]),
       headers,
       body: body.subarray(0, length).toString('utf8'),
+      size: end + 4 + length,
     };
+  }
+
+  /** Like response(), then drops it from the buffer, so the next call reads the next response. */
+  async nextResponse(timeoutMs = 10_000): Promise<RawResponse> {
+    const result = await this.response(timeoutMs);
+    this.data = this.data.subarray(result.size);
+    return result;
   }
 
   async response(timeoutMs = 10_000): Promise<RawResponse> {
@@ -163,8 +173,9 @@ describe('graceful shutdown', () => {
     assert.ok(server.isRunning(), 'the process must wait for the in-flight request instead of exiting');
     assert.equal(request.isClosed, false, 'the in-flight request must not be cut off');
 
-    await request.write(rest);
-    const response = await request.response();
+    // A second request pipelined behind it arrives while the server is closing.
+    await request.write(`${rest}GET /v1/patients HTTP/1.1\r\nHost: 127.0.0.1:${server.port}\r\n\r\n`);
+    const response = await request.nextResponse();
     // The probe path does not exist: what matters is a complete, well-formed answer.
     assert.equal(response.status, 404, response.body);
     const error = (JSON.parse(response.body) as { error: { code: string; requestId: string; correlationId: string } })
@@ -172,6 +183,13 @@ describe('graceful shutdown', () => {
     assert.equal(error.code, 'NOT_FOUND');
     assert.equal(error.requestId, response.headers['x-request-id']);
     assert.equal(error.correlationId, 'inflight-1');
+    // It is refused in a way a client or load balancer retries elsewhere: 503, Retry-After, the
+    // error envelope, and the connection closed.
+    const refused = await request.nextResponse();
+    assert.equal(refused.status, 503, refused.body);
+    assert.equal(refused.headers['retry-after'], '1');
+    assert.equal(refused.headers.connection, 'close');
+    assert.equal((JSON.parse(refused.body) as { error: { code: string } }).error.code, 'SERVICE_UNAVAILABLE');
     request.destroy();
 
     // Once the last request is done the process exits promptly (waitForExit fails after 10 s).
