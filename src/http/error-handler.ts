@@ -106,7 +106,8 @@ export function isDatabaseUnavailable(error: unknown): boolean {
   if (['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EPIPE', '57P01', '57P02', '57P03', '08000', '08003', '08006', '08001', '08004'].includes(err.code ?? '')) {
     return true;
   }
-  return /timeout exceeded when trying to connect|Connection terminated|PGlite is closed/i.test(err.message ?? '');
+  // pg's client after its connection dropped mid-query (a database restart) says "not queryable".
+  return /timeout exceeded when trying to connect|Connection terminated|not queryable|PGlite is closed/i.test(err.message ?? '');
 }
 
 function send(

@@ -6,6 +6,7 @@ import { connect } from 'node:net';
 import { after, describe, test } from 'node:test';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { Type } from 'typebox';
+import { isDatabaseUnavailable } from '../../src/http/error-handler.js';
 import { AppError } from '../../src/http/errors.js';
 import { newRequestId } from '../../src/http/request-context.js';
 import { openScratchPglite } from '../helpers/databases.js';
@@ -266,5 +267,14 @@ describe('error envelope', () => {
     const logged = t.logs.find((line) => line.requestId === response.headers['x-request-id'] && line.err);
     assert.ok(logged, 'the failure is logged under the request id');
     assert.doesNotMatch(JSON.stringify(logged), /jane\.doe/, 'pg detail with row values is not logged');
+  });
+});
+
+describe('database restarts are 503s, not 500s', () => {
+  test('a pg client whose connection dropped mid-query (PostgreSQL restarted) counts as the database unavailable', () => {
+    assert.ok(isDatabaseUnavailable(new Error('Client has encountered a connection error and is not queryable')));
+    assert.ok(isDatabaseUnavailable(new Error('Client was closed and is not queryable')));
+    assert.ok(isDatabaseUnavailable(Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' })));
+    assert.ok(!isDatabaseUnavailable(Object.assign(new Error('duplicate key value'), { code: '23505' })));
   });
 });
