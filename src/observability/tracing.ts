@@ -29,8 +29,10 @@ export interface TracingOptions {
 /** The modules whose imports are intercepted for instrumentation; every other import is left alone. */
 const INSTRUMENTED_MODULES = ['fastify', 'pg', 'pg-pool', 'ioredis'];
 
-/** Attributes that carry a URL's query string on an HTTP span (old and stable semantic conventions). */
-const URL_ATTRIBUTES = ['http.url', 'http.target', 'url.full', 'url.query'];
+const SERVER_SPAN = Symbol('medspa.serverSpan');
+
+/** Attributes that may carry a URL's query string (HTTP and Fastify spans, old and stable semantic conventions). */
+const URL_ATTRIBUTES = ['http.url', 'http.target', 'url.full', 'url.path', 'url.query'];
 
 let started: Promise<() => Promise<void>> | null = null;
 
@@ -62,17 +64,16 @@ async function start(options: TracingOptions): Promise<() => Promise<void>> {
     ...(options.spanProcessors ? { spanProcessors: options.spanProcessors } : {}),
     instrumentations: [
       new HttpInstrumentation({
-        requestHook: (span) => withoutQueryStrings(span),
-        // The root span too: by the time it ends, the response carries the request's correlation id.
-        applyCustomAttributesOnSpan: (span, _request, response) => {
-          const correlationId = 'getHeader' in response ? response.getHeader('x-correlation-id') : undefined;
-          if (typeof correlationId === 'string') span.setAttribute('app.correlation_id', correlationId);
+        requestHook: (span, request) => {
+          withoutQueryStrings(span);
+          // Kept on the incoming message, so the request's ids can reach the trace's root span too.
+          (request as { [SERVER_SPAN]?: unknown })[SERVER_SPAN] = span;
         },
         // Outgoing calls without a parent (a webhook delivery, the OTLP exporter itself) are not traces of a request.
         requireParentforOutgoingSpans: true,
       }),
       // Hook spans would add a dozen near-empty spans to every request: the request, its handler and its queries tell the story.
-      new FastifyOtelInstrumentation({ registerOnInitialization: true, instrumentHooks: false }),
+      new FastifyOtelInstrumentation({ registerOnInitialization: true, instrumentHooks: false, requestHook: (span) => withoutQueryStrings(span) }),
       new PgInstrumentation({ enhancedDatabaseReporting: false, requireParentSpan: true }),
       new IORedisInstrumentation({ dbStatementSerializer: (command) => command, requireParentSpan: true }),
     ],
@@ -81,9 +82,9 @@ async function start(options: TracingOptions): Promise<() => Promise<void>> {
 
   setSpanAnnotator((request: FastifyRequest) => {
     const attributes = { 'app.correlation_id': request.correlationId, 'app.request_id': request.id };
-    // The active span (Fastify's request span) and, should it be another, the request span itself.
+    // The HTTP server span (the trace's root) and the active one (Fastify's request span).
+    (request.raw as { [SERVER_SPAN]?: { setAttributes(a: object): void } })[SERVER_SPAN]?.setAttributes(attributes);
     api.trace.getActiveSpan()?.setAttributes(attributes);
-    (request as FastifyRequest & { opentelemetry?: () => { span?: { setAttributes(a: object): void } } }).opentelemetry?.().span?.setAttributes(attributes);
   });
 
   return async () => {
