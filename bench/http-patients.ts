@@ -9,6 +9,11 @@
 // minute, and one pass of each would credit the drift to whichever ran on the faster stretch.
 // The summary is the median of each figure and the median of the per-round ratios.
 //
+// The cost of metrics: a second full stack with METRICS_PORT=0 (nothing measured per request)
+// is measured in the same alternating rounds; the metrics side is scraped every 5 s as Prometheus
+// would (more often than its usual 15 s), so collection is in the figure too. The summary prints the
+// median ratio metrics-off / metrics-on (target: metrics cost under 5 %).
+//
 // The rate limiter stays on, with every budget raised so that the benchmark's one client address
 // is never answered 429: the limiter's work is measured, its refusals are not.
 // Everything lives in a scratch schema created here and dropped at the end.
@@ -19,6 +24,7 @@ import { withSystem } from '../src/db/scope.js';
 import { insertPractice, insertUser } from '../src/users/first-start.js';
 import { CONNECTIONS, ROUNDS, SECONDS, describe, measure, median, medianFigures, startFullStack, type Figures } from './http-common.js';
 import { startMinimalServer } from './http-minimal-server.js';
+import { startMetricsServer } from '../src/observability/metrics-server.js';
 
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://root@127.0.0.1:5432/test';
 const POOL_SIZE = Number(process.env.BENCH_POOL_SIZE ?? 10);
@@ -65,26 +71,49 @@ async function main(): Promise<void> {
     if (check.status !== 200 || checkBody.data.length !== 20 || checkBody.pagination.total !== PATIENTS) {
       throw new Error(`full stack answered ${check.status}: ${JSON.stringify(checkBody).slice(0, 300)}`);
     }
+    const withoutMetrics = await startFullStack(db, { practiceId, userId, email }, SECRET, { metrics: false });
+    const scraper = await startMetricsServer(app.metrics, { host: '127.0.0.1', port: 0, log: app.log });
+    const scrapes = setInterval(() => {
+      fetch(`http://127.0.0.1:${scraper.port}/metrics`).then((response) => response.arrayBuffer(), () => undefined);
+    }, 5000);
     const minimal = await startMinimalServer({ connectionString: DATABASE_URL, searchPath, poolSize: POOL_SIZE, secret: SECRET });
     const minimalUrl = `${minimal.url}/v1/patients?limit=20`;
     // BENCH_ONLY=full|minimal runs one side, e.g. under `node --cpu-prof --import tsx` to profile it.
     const sides = [
       { name: 'full stack', url: fullUrl, runs: [] as Figures[] },
+      { name: 'no metrics', url: `${withoutMetrics.baseUrl}/v1/patients?limit=20`, runs: [] as Figures[] },
       { name: 'minimal', url: minimalUrl, runs: [] as Figures[] },
     ].filter((side) => ONLY === undefined || side.name.startsWith(ONLY));
+    const full = sides.find((side) => side.name === 'full stack');
+    const bare = sides.find((side) => side.name === 'minimal');
+    const noMetrics = sides.find((side) => side.name === 'no metrics');
     const ratios: number[] = [];
+    const metricsRatios: number[] = [];
+    const latest = (side: { runs: Figures[] }) => side.runs.at(-1)!.requestsPerSecond;
     for (let round = 1; round <= ROUNDS; round += 1) {
       console.log(`round ${round}/${ROUNDS}`);
       for (const side of round % 2 === 1 ? sides : [...sides].reverse()) side.runs.push(await measure(side.name, side.url, token));
-      if (sides.length === 2) ratios.push(sides[0]!.runs.at(-1)!.requestsPerSecond / sides[1]!.runs.at(-1)!.requestsPerSecond);
+      if (full && bare) ratios.push(latest(full) / latest(bare));
+      if (full && noMetrics) metricsRatios.push(latest(noMetrics) / latest(full));
     }
+    clearInterval(scrapes);
+    await scraper.close();
     await app.close();
+    await withoutMetrics.app.close();
     await minimal.close();
 
     console.log(`median of ${ROUNDS} rounds`);
     for (const side of sides) console.log(`${side.name.padEnd(12)} ${describe(medianFigures(side.runs))}`);
+    if (metricsRatios.length > 0) {
+      const cost = (median(metricsRatios) - 1) * 100;
+      console.log(
+        `metrics cost: no-metrics/full ${median(metricsRatios).toFixed(3)} (rounds: ${metricsRatios.map((r) => r.toFixed(3)).join(', ')}), ` +
+          `i.e. ${cost.toFixed(1)} % fewer req/s with metrics on (target < 5 %); server CPU ms/request ` +
+          `${medianFigures(full!.runs).cpu.server.toFixed(3)} with, ${medianFigures(noMetrics!.runs).cpu.server.toFixed(3)} without`,
+      );
+    }
     if (ratios.length > 0) {
-      const p99 = medianFigures(sides[0]!.runs).p99;
+      const p99 = medianFigures(full!.runs).p99;
       console.log(
         `ratio full/minimal ${median(ratios).toFixed(2)} (rounds: ${ratios.map((r) => r.toFixed(2)).join(', ')}; target >= 0.80); full-stack p99 ${p99} ms (target < 20 ms)`,
       );
