@@ -31,6 +31,8 @@ const POOL_SIZE = Number(process.env.BENCH_POOL_SIZE ?? 10);
 const PATIENTS = 10_000;
 const ONLY = process.env.BENCH_ONLY;
 const SECRET = randomBytes(32).toString('hex');
+const CPU_BLOCKS = Number(process.env.BENCH_CPU_BLOCKS ?? 20);
+const CPU_BLOCK = 500;
 
 async function seed(db: Awaited<ReturnType<typeof openPostgres>>): Promise<{ practiceId: string; userId: string; email: string }> {
   return withSystem(db, async (tx) => {
@@ -96,6 +98,29 @@ async function main(): Promise<void> {
       if (full && bare) ratios.push(latest(full) / latest(bare));
       if (full && noMetrics) metricsRatios.push(latest(noMetrics) / latest(full));
     }
+    // Throughput on a shared machine drifts more than metrics could cost; CPU per request does not
+    // depend on how much of the machine the load generator got. Same request through inject(),
+    // in alternating blocks, process CPU per request (the rest of the stack is the same code).
+    const cpuRatios: number[] = [];
+    if (full && noMetrics) {
+      const perRequest = async (target: typeof app) => {
+        const before = process.cpuUsage();
+        for (let i = 0; i < CPU_BLOCK; i++) await target.inject({ url: '/v1/patients?limit=20', headers: { authorization: `Bearer ${token}` } });
+        const used = process.cpuUsage(before);
+        return (used.user + used.system) / 1000 / CPU_BLOCK;
+      };
+      const on: number[] = [];
+      const off: number[] = [];
+      for (let block = 0; block < CPU_BLOCKS; block++) {
+        if (block % 2 === 0) { on.push(await perRequest(app)); off.push(await perRequest(withoutMetrics.app)); }
+        else { off.push(await perRequest(withoutMetrics.app)); on.push(await perRequest(app)); }
+        cpuRatios.push(on.at(-1)! / off.at(-1)!);
+      }
+      console.log(
+        `in-process CPU per request (${CPU_BLOCKS} alternating blocks of ${CPU_BLOCK}): metrics on ${median(on).toFixed(3)} ms, off ${median(off).toFixed(3)} ms; ` +
+          `median ratio on/off ${median(cpuRatios).toFixed(3)} (blocks ${Math.min(...cpuRatios).toFixed(2)}–${Math.max(...cpuRatios).toFixed(2)})`,
+      );
+    }
     clearInterval(scrapes);
     await scraper.close();
     await app.close();
@@ -104,10 +129,13 @@ async function main(): Promise<void> {
 
     console.log(`median of ${ROUNDS} rounds`);
     for (const side of sides) console.log(`${side.name.padEnd(12)} ${describe(medianFigures(side.runs))}`);
+    if (cpuRatios.length > 0) {
+      console.log(`metrics cost in server CPU: ${((median(cpuRatios) - 1) * 100).toFixed(1)} % per request (target < 5 %)`);
+    }
     if (metricsRatios.length > 0) {
       const cost = (median(metricsRatios) - 1) * 100;
       console.log(
-        `metrics cost: no-metrics/full ${median(metricsRatios).toFixed(3)} (rounds: ${metricsRatios.map((r) => r.toFixed(3)).join(', ')}), ` +
+        `metrics cost in throughput: no-metrics/full ${median(metricsRatios).toFixed(3)} (rounds: ${metricsRatios.map((r) => r.toFixed(3)).join(', ')}), ` +
           `i.e. ${cost.toFixed(1)} % fewer req/s with metrics on (target < 5 %); server CPU ms/request ` +
           `${medianFigures(full!.runs).cpu.server.toFixed(3)} with, ${medianFigures(noMetrics!.runs).cpu.server.toFixed(3)} without`,
       );
