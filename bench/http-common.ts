@@ -20,8 +20,11 @@ export async function startFullStack(
   db: Database,
   user: { practiceId: string; userId: string; email: string },
   secret: string,
+  { metrics = true } = {},
 ): Promise<{ app: FastifyInstance; baseUrl: string; token: string }> {
   const base = testConfig({ jwtSecret: secret, logLevel: 'info', rateLimitEnabled: true });
+  // metrics: false is METRICS_PORT=0 (nothing measured per request), the other side of the metrics A/B.
+  base.metrics = { ...base.metrics, enabled: metrics };
   const unreachable = { max: 1e9, windowMs: 60_000 };
   const rateLimits = Object.fromEntries(Object.keys(base.rateLimits).map((rule) => [rule, unreachable])) as unknown as RateLimits;
   const config = { ...base, rateLimits };

@@ -60,7 +60,8 @@ export async function startInstance(
   const [command, ...args] = [...wrapper, ...node] as [string, ...string[]];
   const child = spawn(command, args, {
     cwd: ROOT,
-    env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir },
+    // Metrics off unless asked for: instances side by side would all want METRICS_PORT's default.
+    env: { ...process.env, ...env, METRICS_PORT: env.METRICS_PORT ?? '0', PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let err = '';

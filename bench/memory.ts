@@ -2,19 +2,21 @@
 // built first): on the embedded PGlite at its first start (initdb included) and when it reopens
 // its data directory, and on PostgreSQL (DATABASE_URL, default the local test server) for
 // comparison. Each figure is `ps -o rss` (VmRSS) after /health/ready answers and 5 s of idling.
+// Metrics are on as by default (their listener on a free port); one more PGlite reopen with
+// METRICS_PORT=0 shows what they hold.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { ROOT, rssMiB, sleep, startInstance, stopInstances } from './instances.js';
+import { freePort, ROOT, rssMiB, sleep, startInstance, stopInstances } from './instances.js';
 
 const ADMIN_URL = process.env.DATABASE_URL ?? 'postgres://root@127.0.0.1:5432/test';
 const IDLE_MS = 5000;
 
 async function idleRss(env: Record<string, string>, dataDir: string): Promise<number> {
-  const instance = await startInstance(env, dataDir, { built: true });
+  const instance = await startInstance({ METRICS_PORT: String(await freePort()), ...env }, dataDir, { built: true });
   try {
     await sleep(IDLE_MS);
     return rssMiB(instance.child.pid!);
@@ -34,6 +36,8 @@ async function main(): Promise<void> {
     const reopened = await idleRss({ ...env, DATABASE_URL: '' }, dataDir);
     console.log(`PGlite, first start (initdb):   ${first.toFixed(0)} MiB`);
     console.log(`PGlite, reopening its data:     ${reopened.toFixed(0)} MiB`);
+    const withoutMetrics = await idleRss({ ...env, DATABASE_URL: '', METRICS_PORT: '0' }, dataDir);
+    console.log(`PGlite, reopening, METRICS_PORT=0: ${withoutMetrics.toFixed(0)} MiB`);
     await admin.connect();
     await admin.query(`CREATE DATABASE ${dbName}`);
     const url = new URL(ADMIN_URL);

@@ -50,6 +50,9 @@ import { OutboxRelay } from './events/relay.js';
 import { registerWebhooks, type WebhookOptions } from './webhooks/index.js';
 import { EventStreamHub } from './events/stream.js';
 import { eventStreamRoutes } from './events/stream-routes.js';
+import { createAppMetrics, registerHttpMetrics, registerServiceMetrics } from './observability/metrics.js';
+import { deliveryBacklog } from './webhooks/worker.js';
+import type { RateLimitName } from './config.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -175,6 +178,8 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   app.decorate('auth', auth);
   const auditWriter = new AuditWriter(db);
   app.decorate('auditWriter', auditWriter);
+  // Per app, never prom-client's global registry: two apps in one process count separately.
+  app.decorate('metrics', createAppMetrics(config.metrics.enabled));
   app.decorate('events', new EventOutbox(config.encryptionKey));
   const outboxRelay = new OutboxRelay({ db, redis, log: app.log, retentionDays: config.events.retentionDays, ...(options.now ? { now: options.now } : {}) });
   app.decorate('outboxRelay', outboxRelay);
@@ -196,6 +201,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   registerErrorHandling(app);
   acceptOnlyUtf8Json(app);
   registerRequestLogging(app);
+  registerHttpMetrics(app);
   registerVersionHeaders(app, config, options.now);
   registerHealth(app, PACKAGE_VERSION);
   app.readinessChecks.set('database', async () => {
@@ -255,6 +261,19 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
 
   for (const plugin of options.plugins ?? []) await app.register(plugin);
 
+  const stopQueryMetrics = registerServiceMetrics(app.metrics, {
+    database: db,
+    redis,
+    rateLimiter: app.rateLimiter,
+    rateLimitNames: Object.keys(config.rateLimits) as RateLimitName[],
+    breakers: [reconcile.breaker],
+    reconcilePool: reconcile.pool,
+    auditWriter,
+    outbox: outboxRelay,
+    webhookBacklog: () => deliveryBacklog(db),
+    webhookWorker: webhooks.worker,
+  });
+
   const stopSealer = startAuditSealer(db, app.log);
   await outboxRelay.start();
   await eventStream.start();
@@ -264,6 +283,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   const stopRevocationSync = startRevocationSync(db, auth.revocations, config.accessTokenTtlSeconds, app.log);
   app.addHook('onClose', async () => {
     stopRevocationSync();
+    stopQueryMetrics();
     await webhooks.stop();
     await outboxRelay.stop();
     await auditWriter.flush();

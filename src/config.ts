@@ -81,6 +81,14 @@ export interface Config {
   /** Audit retention and break-glass access (docs/hipaa.md). */
   audit: AuditConfig;
   emergencyAccess: EmergencyAccessConfig;
+  /** GET /metrics on a listener of its own (METRICS_HOST, METRICS_PORT; port 0: no metrics at all). */
+  metrics: MetricsConfig;
+}
+
+export interface MetricsConfig {
+  enabled: boolean;
+  host: string;
+  port: number;
 }
 
 export interface AuditConfig {
@@ -313,6 +321,14 @@ function readTimeZone(env: Env, name: string, fallback: string): string {
   return zone;
 }
 
+/** The metrics listener: loopback by default, since the figures describe the clinic's traffic. */
+function readMetricsConfig(env: Env, publicPort: number): MetricsConfig {
+  const port = readInteger(env, 'METRICS_PORT', 9464, 0, 65535);
+  // Metrics never share the public listener: who can reach the API must not read its figures.
+  if (port !== 0 && port === publicPort) throw new ConfigError('METRICS_PORT', `must differ from PORT (${publicPort}), got ${port}`);
+  return { enabled: port !== 0, host: readString(env, 'METRICS_HOST') ?? '127.0.0.1', port };
+}
+
 function readTrustProxy(env: Env): boolean | string {
   const raw = readString(env, 'TRUST_PROXY');
   if (raw === undefined || /^(false|0|no|off)$/i.test(raw)) return false;
@@ -508,6 +524,7 @@ export function loadConfig(env: Env = process.env): Config {
       },
     },
     ...readHipaa(env),
+    metrics: readMetricsConfig(env, readInteger(env, 'PORT', 3000, 0, 65535)),
   };
   const refusals = productionRefusals(config, readBoolean(env, 'ALLOW_EMBEDDED_DATABASE', false));
   if (refusals.length > 0) throw new ConfigRefusals(refusals);

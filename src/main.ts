@@ -1,7 +1,8 @@
-// Process entry: configuration, build, first start, listen, graceful shutdown.
-import { buildApp } from './app.js';
+// Process entry: configuration, tracing, build, first start, listen, graceful shutdown.
+// The app is imported only after tracing has started (when OTEL_EXPORTER_OTLP_ENDPOINT asks for
+// it): instrumentation patches fastify, pg and ioredis as they load, so they must load after it.
 import { ConfigError, ConfigRefusals, loadConfig, type Config } from './config.js';
-import { ensureFirstPractice } from './users/first-start.js';
+import type { MetricsServer } from './observability/metrics-server.js';
 
 function readConfigOrExit(): Config {
   try {
@@ -18,6 +19,10 @@ function readConfigOrExit(): Config {
 
 async function main(): Promise<void> {
   const config = readConfigOrExit();
+  const { startTracing, tracingRequested } = await import('./observability/tracing.js');
+  const stopTracing = tracingRequested() ? await startTracing() : async () => {};
+  const { buildApp } = await import('./app.js');
+  const { ensureFirstPractice } = await import('./users/first-start.js');
   const app = await buildApp(config);
 
   const firstStart = await ensureFirstPractice(app.db, {
@@ -27,6 +32,7 @@ async function main(): Promise<void> {
     adminPassword: config.adminPassword,
   });
 
+  let metricsServer: MetricsServer | null = null;
   let shuttingDown = false;
   const shutdown = (signal: string) => {
     if (shuttingDown) return;
@@ -41,7 +47,9 @@ async function main(): Promise<void> {
     app.server.closeIdleConnections?.();
     setTimeout(() => app.server.closeAllConnections?.(), config.shutdownGraceMs).unref();
     app.close().then(
-      () => {
+      async () => {
+        await metricsServer?.close();
+        await stopTracing().catch(() => undefined); // the last spans; a collector that is down must not block the exit
         app.log.info('shutdown complete');
         process.exit(0);
       },
@@ -55,6 +63,13 @@ async function main(): Promise<void> {
   process.once('SIGINT', () => shutdown('SIGINT'));
 
   const address = await app.listen({ port: config.port, host: config.host });
+  // Started where the server listens, never in buildApp(): tests build many apps in one process.
+  if (config.metrics.enabled) {
+    const { startMetricsServer } = await import('./observability/metrics-server.js');
+    metricsServer = await startMetricsServer(app.metrics, { host: config.metrics.host, port: config.metrics.port, log: app.log }).catch((error: unknown) => {
+      throw new Error(`METRICS_PORT: cannot listen on ${config.metrics.host}:${config.metrics.port} (${error instanceof Error ? error.message : String(error)}); set METRICS_PORT to a free port, or 0 to switch metrics off`);
+    });
+  }
   const base = address.replace('0.0.0.0', 'localhost').replace('[::]', 'localhost');
   const storage = config.databaseUrl ? 'PostgreSQL (DATABASE_URL)' : `embedded PGlite in ${config.dataDir}`;
   const lines = [
@@ -63,6 +78,8 @@ async function main(): Promise<void> {
     `  API reference:  ${base}/docs`,
     `  OpenAPI:        ${base}/v1/openapi.json`,
     `  Health:         ${base}/health`,
+    `  Metrics:        ${config.metrics.enabled ? `http://${config.metrics.host}:${metricsServer?.port}/metrics` : 'off (METRICS_PORT=0)'}`,
+    `  Tracing:        ${tracingRequested() ? 'OpenTelemetry, exporting to OTEL_EXPORTER_OTLP_ENDPOINT' : 'off (OTEL_EXPORTER_OTLP_ENDPOINT not set)'}`,
     `  Storage:        ${storage}`,
   ];
   if (firstStart) {

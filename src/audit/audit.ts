@@ -116,6 +116,7 @@ interface Waiting {
 export class AuditWriter {
   private waiting: Waiting[] = [];
   private draining: Promise<void> | null = null;
+  private writing = 0;
 
   constructor(
     private readonly db: Database,
@@ -129,6 +130,11 @@ export class AuditWriter {
     });
   }
 
+  /** Events recorded and not yet committed: waiting for a batch, or in the batch being written. */
+  get backlog(): number {
+    return this.waiting.length + this.writing;
+  }
+
   /** Resolves when every event recorded so far is committed (or has failed). */
   async flush(): Promise<void> {
     while (this.draining !== null) await this.draining;
@@ -139,6 +145,7 @@ export class AuditWriter {
     await new Promise((resolve) => setImmediate(resolve));
     while (this.waiting.length > 0) {
       const batch = this.waiting.splice(0, this.maxBatch);
+      this.writing = batch.length;
       try {
         await this.insert(batch);
         for (const waiting of batch) waiting.resolve();
@@ -147,6 +154,8 @@ export class AuditWriter {
         // One bad event must not fail the requests that happened to share its batch. One by one,
         // in order, so the log keeps the order the events arrived in.
         else for (const waiting of batch) await this.insert([waiting]).then(waiting.resolve, waiting.reject);
+      } finally {
+        this.writing = 0;
       }
     }
     this.draining = null;

@@ -47,7 +47,56 @@ export interface Database extends Queryable {
    * `onReconnect` runs, because notifications sent meanwhile are lost. Resolves to a stop function.
    */
   listen(channel: string, onNotify: (payload: string) => void, onReconnect?: () => void): Promise<() => Promise<void>>;
+  /** Connections open, in use and waited for, now (the metrics' gauges read it at each scrape). */
+  poolUsage(): PoolUsage;
+  /** Calls `observer` after every statement and transaction with its duration; returns the unsubscribe. */
+  observeQueries(observer: QueryObserver): () => void;
   close(): Promise<void>;
+}
+
+export interface PoolUsage {
+  /** Most connections the pool may open (PGlite: 1, it runs one query at a time). */
+  max: number;
+  open: number;
+  inUse: number;
+  /** Units of work waiting for a connection. */
+  waiting: number;
+}
+
+/** `statement`: one statement (inside a transaction or alone); `transaction`: a whole unit of work. */
+export type QueryKind = 'statement' | 'transaction';
+export type QueryObserver = (kind: QueryKind, seconds: number, failed: boolean) => void;
+
+/**
+ * The observers of one database. With none (metrics off) a call costs one size check; with some,
+ * two clock reads and one call per observer.
+ */
+class QueryObservers {
+  private readonly observers = new Set<QueryObserver>();
+
+  add(observer: QueryObserver): () => void {
+    this.observers.add(observer);
+    return () => this.observers.delete(observer);
+  }
+
+  timed<T>(kind: QueryKind, work: () => Promise<T>): Promise<T> {
+    if (this.observers.size === 0) return work();
+    const started = performance.now();
+    const report = (failed: boolean) => {
+      const seconds = (performance.now() - started) / 1000;
+      for (const observer of this.observers) observer(kind, seconds, failed);
+    };
+    return work().then(
+      (result) => {
+        report(false);
+        return result;
+      },
+      (error: unknown) => {
+        report(true);
+        throw error;
+      },
+    );
+  }
 }
 
 // Calendar dates stay strings ("1990-04-01"): turning them into Date objects would shift
@@ -83,30 +132,49 @@ export async function openPglite({ dataDir, loadDataDir }: PgliteOptions): Promi
       [pgliteTypes.INT8]: (value: string) => Number(value),
     },
   });
+  const observers = new QueryObservers();
   const wrap = (target: Pick<PGlite, 'query' | 'exec'>): Queryable => ({
-    async query<T>(sql: string, params: readonly unknown[] = []) {
-      const result = await target.query<T>(sql, params as unknown[]);
-      return { rows: result.rows, rowCount: result.affectedRows || result.rows.length };
+    query<T>(sql: string, params: readonly unknown[] = []) {
+      return observers.timed('statement', async () => {
+        const result = await target.query<T>(sql, params as unknown[]);
+        return { rows: result.rows, rowCount: result.affectedRows || result.rows.length };
+      });
     },
     async exec(sql: string) {
-      await target.exec(sql);
+      await observers.timed('statement', () => target.exec(sql));
     },
   });
+  // PGlite runs one unit of work at a time: the others wait for it, as for a pool of one.
+  let active = 0;
+  const counted = <T>(work: () => Promise<T>): Promise<T> => {
+    active++;
+    return work().finally(() => active--);
+  };
   const root = wrap(db);
   return {
     kind: 'pglite',
-    query: root.query,
-    exec: root.exec,
+    query: (sql, params) => counted(() => root.query(sql, params)),
+    exec: (sql) => counted(() => root.exec(sql)),
     transaction: (fn, prelude) =>
-      db.transaction(async (tx) => {
-        if (prelude) await tx.exec(prelude);
-        return fn(wrap(tx));
-      }),
+      counted(() =>
+        observers.timed('transaction', () =>
+          db.transaction(async (tx) => {
+            if (prelude) await tx.exec(prelude);
+            return fn(wrap(tx));
+          }),
+        ),
+      ),
     scopedStatement: (scope, sql, params) =>
-      db.transaction(async (tx) => {
-        await tx.query(scope.sql, scope.params as unknown[]);
-        return wrap(tx).query(sql, params);
-      }),
+      counted(() =>
+        observers.timed('transaction', () =>
+          db.transaction(async (tx) => {
+            await tx.query(scope.sql, scope.params as unknown[]);
+            return wrap(tx).query(sql, params);
+          }),
+        ),
+      ),
+    poolUsage: () => ({ max: 1, open: 1, inUse: Math.min(active, 1), waiting: Math.max(active - 1, 0) }),
+    observeQueries: (observer) => observers.add(observer),
     async ping() {
       await db.query('SELECT 1');
     },
@@ -154,13 +222,16 @@ export async function openPostgres(options: PostgresOptions): Promise<Database> 
   // the pool drops it and the next query gets a fresh one.
   pool.on('error', () => {});
 
+  const observers = new QueryObservers();
   const wrap = (target: pg.Pool | pg.PoolClient): Queryable => ({
-    async query<T>(sql: string, params: readonly unknown[] = []) {
-      const result = await target.query(sql, params as unknown[]);
-      return { rows: result.rows as T[], rowCount: result.rowCount ?? result.rows.length };
+    query<T>(sql: string, params: readonly unknown[] = []) {
+      return observers.timed('statement', async () => {
+        const result = await target.query(sql, params as unknown[]);
+        return { rows: result.rows as T[], rowCount: result.rowCount ?? result.rows.length };
+      });
     },
     async exec(sql: string) {
-      await target.query(sql);
+      await observers.timed('statement', () => target.query(sql));
     },
   });
   /** A pooled client for one transaction; ROLLBACK if the work fails, dropped if the link broke. */
@@ -194,18 +265,29 @@ export async function openPostgres(options: PostgresOptions): Promise<Database> 
     query: root.query,
     exec: root.exec,
     transaction: (fn, prelude) =>
-      inTransaction(async (client) => {
-        await client.query(prelude ? `BEGIN; ${prelude}` : 'BEGIN');
-        const result = await fn(wrap(client));
-        await client.query('COMMIT');
-        return result;
-      }),
-    async scopedStatement<T>(scope: ScopeStatement, sql: string, params: readonly unknown[]) {
+      observers.timed('transaction', () =>
+        inTransaction(async (client) => {
+          await client.query(prelude ? `BEGIN; ${prelude}` : 'BEGIN');
+          const result = await fn(wrap(client));
+          await client.query('COMMIT');
+          return result;
+        }),
+      ),
+    scopedStatement<T>(scope: ScopeStatement, sql: string, params: readonly unknown[]) {
       // No BEGIN/COMMIT: the extended protocol runs everything up to its Sync as one transaction,
       // which the scope's transaction-local settings last for. An error rolls it back whole.
-      const result = (await pool.query(new ScopedStatementQuery(scope, sql, params) as never)) as pg.QueryResult;
-      return { rows: result.rows as T[], rowCount: result.rowCount ?? result.rows.length };
+      return observers.timed('transaction', async () => {
+        const result = (await pool.query(new ScopedStatementQuery(scope, sql, params) as never)) as pg.QueryResult;
+        return { rows: result.rows as T[], rowCount: result.rowCount ?? result.rows.length };
+      });
     },
+    poolUsage: () => ({
+      max: options.poolSize,
+      open: pool.totalCount,
+      inUse: pool.totalCount - pool.idleCount,
+      waiting: pool.waitingCount,
+    }),
+    observeQueries: (observer) => observers.add(observer),
     async ping() {
       await pool.query('SELECT 1');
     },

@@ -11,7 +11,7 @@
 import { EventEmitter } from 'node:events';
 import type { Redis } from 'ioredis';
 import type { Database, Queryable } from '../db/database.js';
-import { withSystem } from '../db/scope.js';
+import { statementAsSystem, withSystem } from '../db/scope.js';
 
 const RELAY_LOCK_KEY = 0x6f7574626f78; // "outbox"
 const OUTBOX_CHANNEL = 'medspa_outbox';
@@ -19,6 +19,9 @@ const SEQUENCED_CHANNEL = 'medspa_outbox_sequenced';
 const BATCH = 5000;
 const LOCK_RETRY_MS = 20;
 const PURGE_EVERY_MS = 3_600_000;
+const BACKLOG = `SELECT count(*)::int AS unsequenced,
+         coalesce(extract(epoch FROM now() - min(occurred_at)), 0)::float8 AS oldest_seconds
+    FROM outbox_events WHERE position IS NULL`;
 
 /** Positions [from, to] were just given out, inside the sequencing transaction. */
 export type SequencedHook = (tx: Queryable, range: { from: number; to: number }) => Promise<void>;
@@ -127,6 +130,15 @@ export class OutboxRelay {
     this.running = this.loop().finally(() => {
       this.running = null;
     });
+  }
+
+  /**
+   * Committed events still without a position, and the age of the oldest (0 when none), across
+   * every practice and instance: a relay that stalls shows here before streams go quiet.
+   */
+  async backlog(): Promise<{ unsequenced: number; oldestSeconds: number }> {
+    const { rows } = await statementAsSystem<{ unsequenced: number; oldest_seconds: number }>(this.options.db, { sql: BACKLOG, params: [] });
+    return { unsequenced: rows[0]?.unsequenced ?? 0, oldestSeconds: rows[0]?.oldest_seconds ?? 0 };
   }
 
   /** Resolves once everything committed before the call has a position (tests, shutdown). */

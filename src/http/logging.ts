@@ -57,6 +57,9 @@ export function loggerOptions(config: Config, stream?: DestinationStream): Logge
   };
 }
 
+/** The route named in the request line and the metrics when no route matched (never the raw path). */
+export const UNMATCHED_ROUTE = '(unmatched)';
+
 /** The request line's fields: fixed, and none of them a redacted name (test/http/logging.test.ts). */
 export const REQUEST_LINE_FIELDS = ['requestId', 'correlationId', 'method', 'route', 'statusCode', 'durationMs'] as const;
 
@@ -73,7 +76,7 @@ export function registerRequestLogging(app: FastifyInstance): void {
         requestId: request.id,
         correlationId: request.correlationId,
         method: request.method,
-        route: request.routeOptions.url ?? '(unmatched)',
+        route: request.routeOptions.url ?? UNMATCHED_ROUTE,
         statusCode: reply.statusCode,
         durationMs: Math.round(durationMs * 100) / 100,
       } satisfies Record<(typeof REQUEST_LINE_FIELDS)[number], unknown>,

@@ -275,6 +275,9 @@ export interface Decision {
 }
 
 export class RateLimiter {
+  /** Requests refused per budget since start, every refusal counted (the metrics read it). */
+  readonly refusals = new Map<RateLimitName, number>();
+
   constructor(
     readonly rules: RateLimits,
     readonly store: CounterStore,
@@ -283,6 +286,7 @@ export class RateLimiter {
   async consume(name: RateLimitName, subject: string): Promise<Decision> {
     const rule = this.rules[name];
     const { count, resetMs } = await this.store.hit(`${name}:${subject}`, rule.windowMs);
+    if (count > rule.max) this.refusals.set(name, (this.refusals.get(name) ?? 0) + 1);
     return {
       name,
       rule,

@@ -3,6 +3,7 @@
 // of one operation together. Both go back in headers and in every error body.
 import { randomFillSync } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { annotateRequestSpans } from '../observability/span-annotation.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -59,6 +60,7 @@ export function registerRequestContext(app: FastifyInstance): void {
   // costs a promise and two microtask turns per request, for nothing.
   app.addHook('onRequest', (request, reply, done) => {
     establishRequestContext(request, reply);
+    annotateRequestSpans(request);
     done();
   });
 }

@@ -54,7 +54,7 @@ export const DELIVERY_QUEUE: ClaimQueue = {
             ORDER BY c.occurred_at, e.position`,
 };
 
-type Outcome = 'delivered' | 'retry' | 'failed';
+export type Outcome = 'delivered' | 'retry' | 'failed';
 
 interface Completion {
   id: string;
@@ -99,6 +99,19 @@ export const jittered = (nominalMs: number, random = Math.random) => Math.round(
 
 export type DisableReason = 'gone' | 'failing';
 
+const BACKLOG = `SELECT count(*)::int AS pending,
+         coalesce(extract(epoch FROM now() - min(occurred_at)), 0)::float8 AS oldest_seconds
+    FROM webhook_deliveries WHERE status = 'pending'`;
+
+/**
+ * Deliveries not yet delivered nor given up (waiting for an attempt or a retry), and the age of the
+ * oldest one's event (0 when none), across every practice and instance.
+ */
+export async function deliveryBacklog(db: Database): Promise<{ pending: number; oldestSeconds: number }> {
+  const { rows } = await statementAsSystem<{ pending: number; oldest_seconds: number }>(db, { sql: BACKLOG, params: [] });
+  return { pending: rows[0]?.pending ?? 0, oldestSeconds: rows[0]?.oldest_seconds ?? 0 };
+}
+
 export class DeliveryWorker {
   private readonly owner = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
   private readonly agents: Agents;
@@ -110,6 +123,8 @@ export class DeliveryWorker {
   private readonly idle = new Set<() => void>();
   private pending: Array<{ completion: Completion; done: () => void }> = [];
   private writing: Promise<void> | null = null;
+  /** Attempts by outcome since start (the metrics read them). */
+  private readonly outcomes: Record<Outcome, number> = { delivered: 0, retry: 0, failed: 0 };
 
   constructor(private readonly options: WorkerOptions) {
     this.agents = createAgents(options.config.concurrency);
@@ -119,6 +134,10 @@ export class DeliveryWorker {
     this.poll = setInterval(() => this.kick(), this.options.config.pollMs);
     this.poll.unref();
     this.kick();
+  }
+
+  stats(): { inFlight: number; attempts: Readonly<Record<Outcome, number>> } {
+    return { inFlight: this.inFlight, attempts: this.outcomes };
   }
 
   /** Claim now if there is room (coalesced with a claim in progress). */
@@ -209,6 +228,7 @@ export class DeliveryWorker {
         if (retryInMs < this.options.config.pollMs) setTimeout(() => this.kick(), retryInMs + 5).unref();
       }
     }
+    this.outcomes[outcome]++;
     return {
       id: row.delivery_id,
       token,

@@ -111,7 +111,7 @@ export function childEnv(extra: Record<string, string | undefined> = {}): NodeJS
   const env: NodeJS.ProcessEnv = { ...process.env };
   for (const name of Object.keys(env)) {
     if (
-      /^(MEDSPA_|V[12]_)/.test(name) ||
+      /^(MEDSPA_|V[12]_|OTEL_|METRICS_)/.test(name) ||
       [
         'DATABASE_URL',
         'REDIS_URL',
@@ -200,6 +200,8 @@ export interface ServerOptions {
   /** Defaults to a fresh temp directory; pass the same one to restart on the same data. */
   dataDir?: string;
   env?: Record<string, string | undefined>;
+  /** Node options before the entry point, e.g. ['--import', 'a-bootstrap.ts']. */
+  nodeArgs?: string[];
 }
 
 /** Spawns the real server on a free port without waiting for it. */
@@ -207,7 +209,7 @@ export async function spawnServer(options: ServerOptions = {}): Promise<ServerHa
   const port = await freePort();
   // Always a private directory, even with DATABASE_URL: nothing may land in the repository's ./data.
   const dataDir = options.dataDir ?? tempDir('medspa-data-');
-  const handle = spawnNode(['src/main.ts'], {
+  const handle = spawnNode([...(options.nodeArgs ?? []), 'src/main.ts'], {
     env: {
       NODE_ENV: 'test',
       LOG_LEVEL: 'info',
@@ -215,6 +217,8 @@ export async function spawnServer(options: ServerOptions = {}): Promise<ServerHa
       PORT: String(port),
       RATE_LIMIT_ENABLED: 'false',
       DATA_DIR: dataDir,
+      // Off unless a test asks: servers started side by side would all want the default 9464.
+      METRICS_PORT: '0',
       ...options.env,
     },
   });
