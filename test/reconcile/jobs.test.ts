@@ -260,3 +260,36 @@ for (const target of databaseTargets()) {
     });
   });
 }
+
+describe('the job queue of a practice', async () => {
+  const target = databaseTargets()[0]!;
+  const db = await migratedDatabase(target);
+  // No runner on this instance: jobs stay queued, as behind a busy one.
+  const base = (await import('../../src/config.js')).testConfig();
+  const { app } = await startTestApp(db, { reconcile: { ...base.reconcile, jobs: { ...base.reconcile.jobs, enabled: false, queueLimit: 2 } } });
+  const practice = await createTestPractice(app, 'Queue Spa');
+  const admin = practice.users.ADMIN.headers;
+  const upload = () => app.inject({ method: 'POST', url: '/v2/reconciliations?kind=PATIENTS', headers: { ...admin, 'content-type': 'text/csv' }, payload: 'First Name,Last Name\nAna,Reyes\n' });
+
+  test('a full queue is 503 with Retry-After; DELETE cancels a queued job and frees its place', async () => {
+    const one = await upload();
+    assert.equal(one.statusCode, 202, one.body);
+    assert.equal((await upload()).statusCode, 202);
+    const full = await upload();
+    assert.equal(errorOf(full, 503).code, 'SERVICE_UNAVAILABLE');
+    assert.ok(Number(full.headers['retry-after']) >= 1);
+    const { id } = one.json() as { id: string };
+    const cancelled = await app.inject({ method: 'DELETE', url: `/v2/reconciliations/${id}`, headers: admin });
+    assert.equal(cancelled.statusCode, 200, cancelled.body);
+    assert.equal((cancelled.json() as { status: string }).status, 'cancelled');
+    const chunks = await withPractice(app.db, practice.id, (tx) => tx.query('SELECT 1 FROM reconciliation_job_chunks WHERE job_id = $1', [id]));
+    assert.equal(chunks.rows.length, 0, 'the uploaded rows of a cancelled job are deleted');
+    assert.equal((await upload()).statusCode, 202);
+  });
+
+  test('matches of a job that has not run yet: 409 JOB_NOT_READY', async () => {
+    const list = (await app.inject({ url: '/v2/reconciliations?status=queued', headers: admin })).json() as { data: { id: string }[]; pagination: { total: number } };
+    assert.equal(list.pagination.total, 2);
+    assert.equal(errorOf(await app.inject({ url: `/v2/reconciliations/${list.data[0]!.id}/matches`, headers: admin }), 409).code, 'JOB_NOT_READY');
+  });
+});

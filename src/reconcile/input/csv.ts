@@ -68,7 +68,7 @@ export const tooLarge = (limits: InputLimits, what: 'bytes' | 'rows') =>
 /** UTF-8 unless the bytes can't be (a trailing, cut-off character is forgiven: the next chunk has its end). */
 export function detectEncoding(head: Buffer, complete: boolean): CsvEncoding {
   if (head[0] === 0xef && head[1] === 0xbb && head[2] === 0xbf) return 'utf-8';
-  for (let cut = 0; cut <= (complete ? 0 : 3) && cut < head.length; cut += 1) {
+  for (let cut = 0; cut <= (complete ? 0 : 3) && cut <= head.length; cut += 1) {
     if (isUtf8(head.subarray(0, head.length - cut))) return 'utf-8';
   }
   return 'windows-1252';
@@ -204,9 +204,9 @@ function describeParseError(error: CsvErrorLike, header: readonly string[], last
 const where = (bad: BadRow) => `line ${bad.line}${bad.column === null ? '' : `, column "${bad.column}"`}`;
 
 /** The 400 for a file whose rows can't all be read (and onRowError is not skip). */
-export function badRowsError(bad: readonly BadRow[], total: number): AppError {
+export function badRowsError(bad: readonly BadRow[], total: number, skippable = true): AppError {
   const first = bad[0]!;
-  const more = total > 1 ? ` (${total} rows in all; send onRowError=skip to process the others)` : ' (send onRowError=skip to process the other rows)';
+  const more = !skippable ? '' : total > 1 ? ` (${total} rows in all; send onRowError=skip to process the others)` : ' (send onRowError=skip to process the other rows)';
   return fileError(
     `The file could not be read at ${where(first)}: ${first.message}${more}`,
     bad.slice(0, 100).map((row) => ({ field: `line ${row.line}${row.column === null ? '' : `, column "${row.column}"`}`, message: row.message })),
@@ -291,7 +291,8 @@ export async function readCsv(chunks: AsyncIterable<Buffer>, options: CsvOptions
     }
   } catch (error) {
     if (error instanceof AppError) throw error;
-    throw badRowsError([describeParseError(error as CsvErrorLike, header ?? [], lastLine)], 1);
+    // Past a broken quote nothing can be told apart: skipping cannot help, so it is not offered.
+    throw badRowsError([describeParseError(error as CsvErrorLike, header ?? [], lastLine)], 1, false);
   }
   if (header === null) throw fileError('The file is empty: expected a header line naming the columns, then one line per record');
   if (rows.length === 0 && badRowCount === 0) throw fileError('The file has a header line but no data rows');
