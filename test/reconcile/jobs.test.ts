@@ -164,6 +164,12 @@ for (const target of databaseTargets()) {
       const matches = (await app.inject({ url: `/v2/reconciliations/${id}/matches`, headers: admin })).json() as { data: { entityId: string | null; candidates: { evidence: string[] }[] }[] };
       assert.equal(matches.data[0]!.entityId, patientIds[0]);
       assert.ok(matches.data[0]!.candidates[0]!.evidence.includes('member id already linked to this patient'));
+      // A whole band decided at once.
+      const bulk = await app.inject({ method: 'POST', url: `/v2/reconciliations/${id}/decisions`, headers: admin, payload: { band: 'accepted', action: 'reject' } });
+      assert.equal(bulk.statusCode, 200, bulk.body);
+      assert.deepEqual(bulk.json(), { decided: 1, recordIndexes: [0] });
+      const undecided = (await app.inject({ url: `/v2/reconciliations/${id}/matches?undecided=true`, headers: admin })).json() as { pagination: { total: number } };
+      assert.equal(undecided.pagination.total, 0);
     });
 
     test('export: the decisions as CSV with the file\'s own columns, and the exceptions as JSON', async () => {

@@ -2,8 +2,9 @@
 // Upload an export (CSV or JSON) -> 202 and a job -> the runner matches it in the background
 // (jobs/runner.ts) -> review the matches by band -> decide -> apply -> export. Every route is
 // practice-scoped; another practice's job is a 404 like an unknown one.
-import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
 import { recordAudit, requestOrigin } from '../../audit/audit.js';
 import { principalOf, type Principal } from '../../auth/guard.js';
 import { hasPermission } from '../../auth/rbac.js';
@@ -112,6 +113,9 @@ function parseFieldMapping(text: string | undefined): Record<string, string> | u
   return mapping;
 }
 
+/** The named job schema (components.schemas.ReconciliationJob), referred to by the list. */
+const JobRef = Type.Unsafe<Job>({ $ref: 'ReconciliationJob#' });
+
 const jobNotFound = () => notFound('Reconciliation job');
 
 /** Who acts, from where: the common part of every audit event of these routes. */
@@ -159,7 +163,7 @@ export const reconciliationJobRoutes: FastifyPluginAsync<ReconciliationJobRouteO
     },
     async (request, reply) => {
       const principal = principalOf(request);
-      const query = request.body === undefined ? request.query : request.query;
+      const query = request.query;
       const kind = query.kind;
       if (kind !== 'PATIENTS' && !hasPermission(principal.permissions, 'read:appointments')) {
         throw forbidden(`Missing permission read:appointments (needed for kind ${kind})`);
@@ -224,7 +228,7 @@ export const reconciliationJobRoutes: FastifyPluginAsync<ReconciliationJobRouteO
       schema: {
         tags: ['AI'], summary: 'List reconciliation jobs', operationId: 'listReconciliationJobs',
         querystring: JobListQuery,
-        response: { 200: paginated(Type_Ref()), ...errorResponses(400, 401, 403, 429) },
+        response: { 200: paginated(JobRef), ...errorResponses(400, 401, 403, 429) },
       },
     },
     async (request) => {
@@ -465,8 +469,3 @@ export const reconciliationJobRoutes: FastifyPluginAsync<ReconciliationJobRouteO
   );
 };
 
-function Type_Ref() {
-  return { $ref: 'ReconciliationJob#' } as unknown as typeof Job;
-}
-
-export type { FastifyInstance };
