@@ -48,6 +48,7 @@ import { registerVersionHeaders, registerVersionRoutes } from './http/versions.j
 import { EventOutbox } from './events/outbox.js';
 import { OutboxRelay } from './events/relay.js';
 import { registerWebhooks, type WebhookOptions } from './webhooks/index.js';
+import { registerReconciliationJobs } from './reconcile/jobs/index.js';
 import { EventStreamHub } from './events/stream.js';
 import { eventStreamRoutes } from './events/stream-routes.js';
 import { createAppMetrics, registerHttpMetrics, registerServiceMetrics } from './observability/metrics.js';
@@ -256,6 +257,8 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   }
   // /v2/webhooks (v2 only), the fan-out and the delivery worker (src/webhooks/).
   const webhooks = await registerWebhooks(app, options.webhooks);
+  // /v2/reconciliations (v2 only): upload, background jobs, review, apply, export (src/reconcile/jobs/, review/, input/, http/).
+  const reconciliationJobs = await registerReconciliationJobs(app, reconcile.breaker);
   // /v2/events/stream (v2 only): the real-time stream (src/events/stream*.ts).
   await app.register(eventStreamRoutes, { prefix: '/v2' });
 
@@ -285,6 +288,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     stopRevocationSync();
     stopQueryMetrics();
     await webhooks.stop();
+    await reconciliationJobs.stop();
     await outboxRelay.stop();
     await auditWriter.flush();
     await stopSealer();

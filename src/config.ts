@@ -182,6 +182,24 @@ export interface ReconcileConfig {
   breakerMonitorMs: number;
   /** Body limit of POST /v1/ai/reconcile (RECONCILE_BODY_LIMIT_BYTES): 10,000 records fit. */
   bodyLimitBytes: number;
+  /** Background jobs of /v2/reconciliations (docs/reconciliation.md). */
+  jobs: ReconcileJobsConfig;
+}
+
+export interface ReconcileJobsConfig {
+  /** Run jobs on this instance (RECONCILE_JOBS_ENABLED, default true). */
+  enabled: boolean;
+  /** A claimed job's lease (RECONCILE_JOB_LEASE_MS), renewed while it runs; a dead instance's job is re-run after it. */
+  leaseMs: number;
+  /** How often an idle instance looks for jobs (RECONCILE_JOB_POLL_MS). */
+  pollMs: number;
+  /** Jobs a practice may have queued or running (RECONCILE_JOB_QUEUE_LIMIT); one more is a 503. */
+  queueLimit: number;
+  /** Longest one job's matching may run (RECONCILE_JOB_TIMEOUT_MS). */
+  timeoutMs: number;
+  /** Data rows and bytes per uploaded file (RECONCILE_JOB_MAX_ROWS, RECONCILE_JOB_MAX_BYTES). */
+  maxRows: number;
+  maxBytes: number;
 }
 
 export class ConfigError extends Error {
@@ -511,6 +529,15 @@ export function loadConfig(env: Env = process.env): Config {
       breakerRecoveryMs: readInteger(env, 'RECONCILE_BREAKER_RECOVERY_MS', 60_000, 1000, 3_600_000),
       breakerMonitorMs: readInteger(env, 'RECONCILE_BREAKER_MONITOR_MS', 10_000, 1000, 600_000),
       bodyLimitBytes: readInteger(env, 'RECONCILE_BODY_LIMIT_BYTES', 25 * 1_048_576, 1_048_576, 200 * 1_048_576),
+      jobs: {
+        enabled: readBoolean(env, 'RECONCILE_JOBS_ENABLED', true),
+        leaseMs: readInteger(env, 'RECONCILE_JOB_LEASE_MS', 30_000, 200, 3_600_000),
+        pollMs: readInteger(env, 'RECONCILE_JOB_POLL_MS', 2000, 50, 600_000),
+        queueLimit: readInteger(env, 'RECONCILE_JOB_QUEUE_LIMIT', 5, 1, 1000),
+        timeoutMs: readInteger(env, 'RECONCILE_JOB_TIMEOUT_MS', 600_000, 1000, 3_600_000),
+        maxRows: readInteger(env, 'RECONCILE_JOB_MAX_ROWS', 200_000, 1, 200_000),
+        maxBytes: readInteger(env, 'RECONCILE_JOB_MAX_BYTES', 100 * 1_048_576, 1024, 100 * 1_048_576),
+      },
     },
     events: {
       retentionDays: readInteger(env, 'OUTBOX_RETENTION_DAYS', 30, 1, 3650),

@@ -71,6 +71,10 @@ async function withDuplicateRace<T>(db: Database, practiceId: string, key: () =>
     return await work();
   } catch (error) {
     if (!isUniqueViolation(error)) throw error;
+    // externalIds: a member id names one patient per practice and source (migration 014).
+    if ((error as { constraint?: string }).constraint === 'patient_external_ids_pkey') {
+      throw conflict('EXTERNAL_ID_EXISTS', 'One of these externalIds already belongs to another patient of the practice', [{ field: 'externalIds', message: 'already belongs to another patient' }]);
+    }
     const duplicate = await withPractice(db, practiceId, (tx) => findDuplicate(tx, practiceId, key(), exceptId));
     if (duplicate === null) throw error;
     throw patientExists(duplicate);

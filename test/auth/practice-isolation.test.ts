@@ -18,6 +18,7 @@ const BODIES: Record<string, unknown> = {
   'PATCH /v1/users/:id': { firstName: 'Intruder' },
   'POST /v1/emergency-access/:grantId/revoke': { reason: 'revoked by practice B' },
   'PATCH /v2/webhooks/:webhookId': { description: 'changed by practice B' },
+  'POST /v2/reconciliations/:id/decisions': { band: 'review', action: 'reject' },
 };
 /** A v2 twin takes its v1 route's body (the shapes of these bodies are the same in both); a v2-only route its own. */
 const bodyFor = (name: string) => BODIES[name] ?? BODIES[name.replace(/ \/v\d+\//, ' /v1/')];
@@ -48,6 +49,11 @@ for (const target of databaseTargets()) {
     // Only webhook.test: no delivery is ever attempted to this (unreachable) address.
     const webhook = await created('/v2/webhooks', { url: 'https://93.184.216.34/hooks', eventTypes: ['webhook.test'] });
     const run = await created('/v1/ai/reconcile', { data: [{ firstName: 'Ana', lastName: 'Reyes', dob: '1990-02-03' }] });
+    const jobResponse = await app.inject({
+      method: 'POST', url: '/v2/reconciliations?kind=PATIENTS', headers: { ...asA, 'content-type': 'text/csv' }, payload: 'First Name,Last Name,DOB\nAna,Reyes,1990-02-03\n',
+    });
+    assert.equal(jobResponse.statusCode, 202, jobResponse.body);
+    const reconciliationJob = jobResponse.json() as { id: string };
     // A live break-glass grant of A's practitioner (made directly: granting needs MFA step-up).
     const grantId = await withSystem(app.db, async (tx) =>
       (await tx.query<{ id: string }>(
@@ -64,6 +70,7 @@ for (const target of databaseTargets()) {
       if (url.includes(':appointmentId')) return String(appointment.id);
       if (url.includes(':runId')) return String(run.runId);
       if (url.includes(':webhookId')) return String(webhook.id);
+      if (/^\/v\d+\/reconciliations\/:id/.test(url)) return reconciliationJob.id;
       if (/^\/v\d+\/api-keys\//.test(url)) return String(apiKey.id);
       if (/^\/v\d+\/users\//.test(url)) return a.users.STAFF.id;
       if (/^\/v\d+\/emergency-access\//.test(url)) return grantId;
