@@ -1,6 +1,7 @@
 // Process entry: configuration, build, first start, listen, graceful shutdown.
 import { buildApp } from './app.js';
 import { ConfigError, ConfigRefusals, loadConfig, type Config } from './config.js';
+import { listenForBackups } from './db/backup-socket.js';
 import { ensureFirstPractice } from './users/first-start.js';
 
 function readConfigOrExit(): Config {
@@ -18,7 +19,11 @@ function readConfigOrExit(): Config {
 
 async function main(): Promise<void> {
   const config = readConfigOrExit();
+  // Embedded PGlite: claim DATA_DIR before opening it (a second process would corrupt it), and
+  // answer `npm run cli -- backup` over the directory's backup socket (db/backup-socket.ts).
+  const backups = config.databaseUrl ? null : await listenForBackups(config.dataDir);
   const app = await buildApp(config);
+  backups?.serve(app.db, app.log);
 
   const firstStart = await ensureFirstPractice(app.db, {
     practiceName: config.practiceName,
@@ -40,7 +45,7 @@ async function main(): Promise<void> {
     force.unref();
     app.server.closeIdleConnections?.();
     setTimeout(() => app.server.closeAllConnections?.(), config.shutdownGraceMs).unref();
-    app.close().then(
+    Promise.all([backups?.close(), app.close()]).then(
       () => {
         app.log.info('shutdown complete');
         process.exit(0);

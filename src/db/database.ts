@@ -47,6 +47,11 @@ export interface Database extends Queryable {
    * `onReconnect` runs, because notifications sent meanwhile are lost. Resolves to a stop function.
    */
   listen(channel: string, onNotify: (payload: string) => void, onReconnect?: () => void): Promise<() => Promise<void>>;
+  /**
+   * PGlite only: a tar of the data directory as PostgreSQL left it after a checkpoint, taken
+   * between transactions (db/backup.ts). Only the process holding the directory can take it.
+   */
+  dumpDataDir?(): Promise<Buffer>;
   close(): Promise<void>;
 }
 
@@ -58,6 +63,8 @@ const INT8_OID = 20;
 export interface PgliteOptions {
   /** A directory to persist to, or undefined for an in-memory database. */
   dataDir: string | undefined;
+  /** A tar of a data directory to unpack into the empty `dataDir` first (a restore, db/backup.ts). */
+  loadDataDir?: Blob;
 }
 
 /**
@@ -69,10 +76,11 @@ export interface PgliteOptions {
  */
 export const PGLITE_SHARED_BUFFERS = '16MB';
 
-export async function openPglite({ dataDir }: PgliteOptions): Promise<Database> {
+export async function openPglite({ dataDir, loadDataDir }: PgliteOptions): Promise<Database> {
   if (dataDir !== undefined) mkdirSync(dataDir, { recursive: true });
   const db = await PGlite.create({
     ...(dataDir === undefined ? {} : { dataDir }),
+    ...(loadDataDir === undefined ? {} : { loadDataDir }),
     startParams: [...PGlite.defaultStartParams, '-c', `shared_buffers=${PGLITE_SHARED_BUFFERS}`],
     extensions: { btree_gist },
     parsers: {
@@ -113,6 +121,15 @@ export async function openPglite({ dataDir }: PgliteOptions): Promise<Database> 
         if (!db.closed) await stop();
       };
     },
+    // Inside a transaction of its own, PGlite's transaction lock is held: no other transaction is
+    // half-way through its statements in the copy. The checkpoint writes every committed page
+    // into the data files, so the copy needs no WAL replay to be whole.
+    dumpDataDir: () =>
+      db.transaction(async (tx) => {
+        await tx.exec('CHECKPOINT');
+        const tar = await db.dumpDataDir('none');
+        return Buffer.from(await tar.arrayBuffer());
+      }),
     async close() {
       if (!db.closed) await db.close();
     },
