@@ -8,9 +8,12 @@
 //   npm run cli -- list-practices
 //   npm run cli -- purge-audit [--dry-run]               (audit events past AUDIT_RETENTION_YEARS)
 //   npm run cli -- verify-audit-export FILE              (offline: needs no database)
+//   npm run cli -- backup --out FILE [--pg-bin DIR]      (while the API serves; docs/operations.md#backups)
+//   npm run cli -- restore FILE [--data-dir DIR | --database-url URL] [--pg-bin DIR]   (into an empty target)
 import { randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { createReadStream, readFileSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { recordAudit } from './audit/audit.js';
 import { verifyAuditExport } from './audit/export.js';
@@ -22,6 +25,8 @@ import { apiKeyHint, generateApiKey, hashToken } from './auth/tokens.js';
 import { normaliseEmail } from './auth/user-model.js';
 import { loadConfig, type Config } from './config.js';
 import { openDatabase, type Database, type Queryable } from './db/database.js';
+import { BackupError, backupFormatOfFile, dumpPgliteDirectory, dumpPostgres, restorePglite, restorePostgres, writeBackupFile } from './db/backup.js';
+import { listenForBackups, requestBackup } from './db/backup-socket.js';
 import { migrate } from './db/migrate.js';
 import { withSystem } from './db/scope.js';
 import { isUuid } from './http/pagination.js';
@@ -184,12 +189,76 @@ async function verifyExportFile(file: string | undefined): Promise<number> {
   return 0;
 }
 
+// Backup and restore need only where the data is, read here rather than through loadConfig():
+// outside production loadConfig() generates local secrets into DATA_DIR, which would make an
+// empty restore target non-empty, and a restore must not mint keys of its own.
+const storageFromEnv = () => ({ databaseUrl: process.env.DATABASE_URL || undefined, dataDir: resolve(process.env.DATA_DIR || './data') });
+
+function backupOptions(args: string[]) {
+  return parseArgs({
+    args,
+    allowPositionals: true,
+    options: { out: { type: 'string' }, 'data-dir': { type: 'string' }, 'database-url': { type: 'string' }, 'pg-bin': { type: 'string' } },
+    strict: true,
+  });
+}
+
+/** A PGlite backup from the server holding DATA_DIR, or from the directory itself when none does. */
+async function pgliteBackup(dataDir: string): Promise<{ bytes: Buffer; via: string }> {
+  const served = await requestBackup(dataDir);
+  if (served !== null) return { bytes: served, via: 'the running server' };
+  const claim = await listenForBackups(dataDir); // no server may open the directory meanwhile
+  try {
+    return { bytes: await dumpPgliteDirectory(dataDir), via: 'the data directory (no server running)' };
+  } finally {
+    await claim.close();
+  }
+}
+
+async function backup(args: string[]): Promise<number> {
+  const { values } = backupOptions(args);
+  if (!values.out) throw new UsageError('backup needs --out FILE');
+  const out = resolve(values.out);
+  const { databaseUrl, dataDir } = storageFromEnv();
+  let via = 'pg_dump (custom format, one snapshot)';
+  await writeBackupFile(out, async (partial) => {
+    if (databaseUrl) return dumpPostgres(databaseUrl, partial, { pgBin: values['pg-bin'] });
+    const taken = await pgliteBackup(dataDir);
+    via = taken.via;
+    writeFileSync(partial, taken.bytes);
+  });
+  process.stdout.write(`Backup written to ${out} from ${via}. It holds PHI: store it encrypted, and keep ENCRYPTION_KEY apart from it.\n`);
+  return 0;
+}
+
+async function restore(args: string[]): Promise<number> {
+  const { values, positionals } = backupOptions(args);
+  const file = positionals[0];
+  if (file === undefined) throw new UsageError('restore needs the backup file: npm run cli -- restore FILE [--data-dir DIR | --database-url URL]');
+  const format = backupFormatOfFile(file);
+  const storage = storageFromEnv();
+  const databaseUrl = values['database-url'] ?? (values['data-dir'] ? undefined : storage.databaseUrl);
+  if (format === 'postgres') {
+    if (!databaseUrl) throw new UsageError(`${file} is a PostgreSQL backup: give the empty target database with --database-url URL (or DATABASE_URL)`);
+    await restorePostgres(file, databaseUrl, { pgBin: values['pg-bin'] });
+    process.stdout.write(`Restored ${file} into the database. Start the API with DATABASE_URL pointing at it and the original ENCRYPTION_KEY.\n`);
+    return 0;
+  }
+  if (databaseUrl) throw new UsageError(`${file} is an embedded (PGlite) backup: restore it into a data directory with --data-dir DIR (unset DATABASE_URL)`);
+  const dataDir = resolve(values['data-dir'] ?? storage.dataDir);
+  await restorePglite(readFileSync(file), dataDir);
+  process.stdout.write(`Restored ${file} into ${dataDir}. Start the API with DATA_DIR=${dataDir} and the original ENCRYPTION_KEY.\n`);
+  return 0;
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === 'verify-audit-export') return verifyExportFile(rest[0]);
+  if (command === 'backup') return backup(rest);
+  if (command === 'restore') return restore(rest);
   const run = command === undefined ? undefined : commands[command];
   if (run === undefined) {
-    process.stderr.write(`Usage: npm run cli -- <${[...Object.keys(commands), 'verify-audit-export'].join('|')}> [--option value …]\n`);
+    process.stderr.write(`Usage: npm run cli -- <${[...Object.keys(commands), 'verify-audit-export', 'backup', 'restore'].join('|')}> [--option value …]\n`);
     return 64;
   }
   const { values: parsed } = parseArgs({
@@ -217,7 +286,8 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error: unknown) => {
-    process.stderr.write(`${error instanceof UsageError || error instanceof TypeError ? '' : 'Failed: '}${error instanceof Error ? error.message : String(error)}\n`);
+    const plain = error instanceof UsageError || error instanceof TypeError || error instanceof BackupError;
+    process.stderr.write(`${plain ? '' : 'Failed: '}${error instanceof Error ? error.message : String(error)}\n`);
     process.exit(error instanceof UsageError ? 64 : 1);
   },
 );

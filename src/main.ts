@@ -2,6 +2,7 @@
 // The app is imported only after tracing has started (when OTEL_EXPORTER_OTLP_ENDPOINT asks for
 // it): instrumentation patches fastify, pg and ioredis as they load, so they must load after it.
 import { ConfigError, ConfigRefusals, loadConfig, type Config } from './config.js';
+import { listenForBackups } from './db/backup-socket.js';
 import type { MetricsServer } from './observability/metrics-server.js';
 
 function readConfigOrExit(): Config {
@@ -23,7 +24,11 @@ async function main(): Promise<void> {
   const stopTracing = tracingRequested() ? await startTracing() : async () => {};
   const { buildApp } = await import('./app.js');
   const { ensureFirstPractice } = await import('./users/first-start.js');
+  // Embedded PGlite: claim DATA_DIR before opening it (a second process would corrupt it), and
+  // answer `npm run cli -- backup` over the directory's backup socket (db/backup-socket.ts).
+  const backups = config.databaseUrl ? null : await listenForBackups(config.dataDir);
   const app = await buildApp(config);
+  backups?.serve(app.db, app.log);
 
   const firstStart = await ensureFirstPractice(app.db, {
     practiceName: config.practiceName,
@@ -46,7 +51,7 @@ async function main(): Promise<void> {
     force.unref();
     app.server.closeIdleConnections?.();
     setTimeout(() => app.server.closeAllConnections?.(), config.shutdownGraceMs).unref();
-    app.close().then(
+    Promise.all([backups?.close(), app.close()]).then(
       async () => {
         await metricsServer?.close();
         await stopTracing().catch(() => undefined); // the last spans; a collector that is down must not block the exit

@@ -51,6 +51,11 @@ export interface Database extends Queryable {
   poolUsage(): PoolUsage;
   /** Calls `observer` after every statement and transaction with its duration; returns the unsubscribe. */
   observeQueries(observer: QueryObserver): () => void;
+  /**
+   * PGlite only: a tar of the data directory as PostgreSQL left it after a checkpoint, taken
+   * between transactions (db/backup.ts). Only the process holding the directory can take it.
+   */
+  dumpDataDir?(): Promise<Buffer>;
   close(): Promise<void>;
 }
 
@@ -107,7 +112,10 @@ const INT8_OID = 20;
 export interface PgliteOptions {
   /** A directory to persist to, or undefined for an in-memory database. */
   dataDir: string | undefined;
-  /** A cluster saved by PGlite's dumpDataDir() to start from instead of running initdb (tests). */
+  /**
+   * A tar of a data directory to start from instead of running initdb: a restore into the empty
+   * `dataDir` (db/backup.ts), or the initialised cluster a test's scratch database starts from.
+   */
   loadDataDir?: Blob;
 }
 
@@ -184,6 +192,15 @@ export async function openPglite({ dataDir, loadDataDir }: PgliteOptions): Promi
         if (!db.closed) await stop();
       };
     },
+    // Inside a transaction of its own, PGlite's transaction lock is held: no other transaction is
+    // half-way through its statements in the copy. The checkpoint writes every committed page
+    // into the data files, so the copy needs no WAL replay to be whole.
+    dumpDataDir: () =>
+      db.transaction(async (tx) => {
+        await tx.exec('CHECKPOINT');
+        const tar = await db.dumpDataDir('none');
+        return Buffer.from(await tar.arrayBuffer());
+      }),
     async close() {
       if (!db.closed) await db.close();
     },
