@@ -35,6 +35,16 @@ function sample(text: string, name: string, labels: Record<string, string> = {})
   return undefined;
 }
 
+/** Scrapes until every named gauge reads 0 (background work drained), or 5 s pass; returns the last scrape. */
+async function scrapeWhenSettled(scrape: () => Promise<string>, gauges: string[]): Promise<string> {
+  const deadline = Date.now() + 5_000;
+  for (;;) {
+    const text = await scrape();
+    if (gauges.every((name) => sample(text, name) === 0) || Date.now() > deadline) return text;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
 /** Every label value in the exposition. */
 function labelValues(text: string): string[] {
   return [...text.matchAll(/\w+="((?:[^"\\]|\\.)*)"/g)].map((match) => match[1]!);
@@ -111,7 +121,9 @@ for (const target of databaseTargets()) {
     });
 
     test('the breaker, the worker pool, the audit writer and the event backlogs are reported', async () => {
-      const text = await scrape();
+      // The earlier tests' patient.created event and read audits are committed and sequenced in
+      // the background; the backlogs must drain to 0 on their own, not merely start there.
+      const text = await scrapeWhenSettled(scrape, ['audit_writer_backlog', 'events_outbox_unsequenced', 'webhook_deliveries_pending']);
       assert.equal(sample(text, 'circuit_breaker_state', { breaker: 'reconcile', state: 'closed' }), 1);
       assert.equal(sample(text, 'circuit_breaker_state', { breaker: 'reconcile', state: 'open' }), 0);
       assert.equal(sample(text, 'circuit_breaker_consecutive_failures', { breaker: 'reconcile' }), 0);
