@@ -19,6 +19,8 @@ import type { Redis } from 'ioredis';
 import type { Config } from './config.js';
 import { openDatabase, type Database } from './db/database.js';
 import { migrate } from './db/migrate.js';
+import { PhiKeyring } from './db/field-encryption.js';
+import { encryptPlaintextPatients } from './patients/encrypt-existing.js';
 import { frameworkError, registerErrorHandling } from './http/error-handler.js';
 import { acceptOnlyUtf8Json, strictBodyValidators } from './http/validation.js';
 import { registerHealth } from './http/health.js';
@@ -67,6 +69,8 @@ declare module 'fastify' {
     auditWriter: AuditWriter;
     /** Domain events, written in the change's transaction (events/outbox.ts). */
     events: EventOutbox;
+    /** Every practice's PHI keys (db/field-encryption.ts). */
+    keyring: PhiKeyring;
     /** Orders committed events and announces them to this instance's consumers (events/relay.ts). */
     outboxRelay: OutboxRelay;
   }
@@ -133,8 +137,18 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
       connectTimeoutMs: config.databaseConnectTimeoutMs,
     }));
   const ownsDb = options.db === undefined;
+  // Before anything serves: a wrong PHI_MASTER_KEY stops the start, keys under a previous master
+  // key are re-wrapped, and patients stored before migration 015 are encrypted.
+  const keyring = new PhiKeyring(db, {
+    masterSecret: config.phi.masterKey,
+    previousSecrets: config.phi.previousMasterKeys,
+    cacheSeconds: config.phi.dataKeyCacheSeconds,
+    openedCacheSize: config.phi.rowCacheSize,
+  });
   try {
     await migrate(db);
+    await keyring.start();
+    await encryptPlaintextPatients(db, keyring);
   } catch (error) {
     if (ownsDb) await db.close();
     throw error;
@@ -182,6 +196,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   // Per app, never prom-client's global registry: two apps in one process count separately.
   app.decorate('metrics', createAppMetrics(config.metrics.enabled));
   app.decorate('events', new EventOutbox(config.encryptionKey));
+  app.decorate('keyring', keyring);
   const outboxRelay = new OutboxRelay({ db, redis, log: app.log, retentionDays: config.events.retentionDays, ...(options.now ? { now: options.now } : {}) });
   app.decorate('outboxRelay', outboxRelay);
   const eventStream = new EventStreamHub({

@@ -43,6 +43,8 @@ export interface Config {
   loginLockoutMinutes: number;
   /** Key material for encrypting secrets at rest (TOTP seeds, recovery-code hashing). */
   encryptionKey: string;
+  /** Encryption of patients' PHI at rest (docs/security.md, "PHI encryption at rest"). */
+  phi: PhiConfig;
   logLevel: LogLevel;
   adminEmail: string | undefined;
   adminPassword: string | undefined;
@@ -83,6 +85,29 @@ export interface Config {
   emergencyAccess: EmergencyAccessConfig;
   /** GET /metrics on a listener of its own (METRICS_HOST, METRICS_PORT; port 0: no metrics at all). */
   metrics: MetricsConfig;
+}
+
+export interface PhiConfig {
+  /** PHI_MASTER_KEY (default: ENCRYPTION_KEY): wraps every practice's data keys; never stored. */
+  masterKey: string;
+  /** PHI_PREVIOUS_MASTER_KEYS (comma-separated): accepted to unwrap, re-wrapped under masterKey at start. */
+  previousMasterKeys: string[];
+  /** DATA_KEY_CACHE_SECONDS: unwrapped data keys stay in process this long (and a rotation waits this long for other instances). */
+  dataKeyCacheSeconds: number;
+  /** PHI_ROW_CACHE_SIZE: opened (decrypted) patient rows kept in process memory, keyed by ciphertext; 0 disables. */
+  rowCacheSize: number;
+}
+
+function readPhiConfig(env: Env, encryptionKey: string): PhiConfig {
+  const masterKey = readSecret(env, 'PHI_MASTER_KEY', 'development', 32) ?? encryptionKey;
+  const previous = (readString(env, 'PHI_PREVIOUS_MASTER_KEYS') ?? '').split(',').map((key) => key.trim()).filter(Boolean);
+  if (previous.some((key) => key.length < 32)) throw new ConfigError('PHI_PREVIOUS_MASTER_KEYS', 'every key must be at least 32 characters');
+  return {
+    masterKey,
+    previousMasterKeys: previous,
+    dataKeyCacheSeconds: readInteger(env, 'DATA_KEY_CACHE_SECONDS', 300, 1, 86_400),
+    rowCacheSize: readInteger(env, 'PHI_ROW_CACHE_SIZE', 10_000, 0, 10_000_000),
+  };
 }
 
 export interface MetricsConfig {
@@ -494,6 +519,7 @@ export function loadConfig(env: Env = process.env): Config {
     loginLockoutThreshold: readInteger(env, 'LOGIN_LOCKOUT_THRESHOLD', 10, 3, 1000),
     loginLockoutMinutes: readInteger(env, 'LOGIN_LOCKOUT_MINUTES', 15, 1, 24 * 60),
     encryptionKey,
+    phi: readPhiConfig(env, encryptionKey),
     logLevel: readEnum<LogLevel>(
       env,
       'LOG_LEVEL',
@@ -590,5 +616,10 @@ export function productionRefusals(config: Config, allowEmbeddedDatabase: boolea
 
 /** A config for tests and scripts: defaults plus overrides, never reading the real environment. */
 export function testConfig(overrides: Partial<Config> = {}): Config {
-  return { ...loadConfig({ NODE_ENV: 'test', JWT_SECRET: 'test-secret-that-is-at-least-32-characters-long' }), ...overrides };
+  // A fixed PHI master key, like the JWT secret: apps built one after the other on one test
+  // database must open each other's rows (a wrong master key stops the start).
+  return {
+    ...loadConfig({ NODE_ENV: 'test', JWT_SECRET: 'test-secret-that-is-at-least-32-characters-long', PHI_MASTER_KEY: 'test-phi-master-key-that-is-at-least-32-characters' }),
+    ...overrides,
+  };
 }

@@ -98,7 +98,8 @@ const patientExport = (patient: TSchema) => Type.Object({
 /** The patient, or a 404 (malformed id, unknown, another practice's) with the miss audited. */
 async function patientOr404(tx: Queryable, request: FastifyRequest, patientId: string, action: string) {
   const principal = principalOf(request);
-  const patient = isUuid(patientId) ? await findPatient(tx, principal.practiceId, patientId) : null;
+  const keys = await request.server.keyring.forPractice(principal.practiceId);
+  const patient = isUuid(patientId) ? await findPatient(tx, keys, principal.practiceId, patientId) : null;
   if (patient === null) {
     await recordAudit(tx, { ...requestOrigin(request), ...auditActor(principal), action, resourceType: 'patient', resourceIds: isUuid(patientId) ? [patientId] : [], outcome: 'failure' });
   }

@@ -4,6 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import type { ErrorDetail } from '../http/errors.js';
 import type { Queryable } from '../db/database.js';
+import type { PracticeKeys } from '../db/field-encryption.js';
 import { nameAndBirthKey, normaliseWrite, type PatientFields, type PatientShapes } from './model.js';
 import type { ImportMode } from './schema.v1.js';
 import { findImportDuplicates, insertImportRows, type ImportRow } from './store.js';
@@ -65,11 +66,13 @@ export function prepareRows(rows: unknown[], checkSchema: RowSchemaCheck, fromWr
 /** Rows that duplicate stored patients become failures naming the existing patient. */
 async function splitStoredDuplicates(
   tx: Queryable,
+  keys: PracticeKeys,
   practiceId: string,
   prepared: PreparedRow[],
 ): Promise<{ fresh: PreparedRow[]; failed: RowOutcome[] }> {
   const duplicates = await findImportDuplicates(
     tx,
+    keys,
     practiceId,
     prepared.map(({ row, fields }) => ({
       row,
@@ -111,6 +114,7 @@ export interface ImportOutcome {
  */
 export async function importPatients(
   tx: Queryable,
+  keys: PracticeKeys,
   practiceId: string,
   rows: unknown[],
   mode: ImportMode,
@@ -118,14 +122,14 @@ export async function importPatients(
   fromWrite: RowMapping,
 ): Promise<ImportOutcome> {
   const { prepared, failed: invalid } = prepareRows(rows, checkSchema, fromWrite);
-  const { fresh, failed: duplicates } = await splitStoredDuplicates(tx, practiceId, prepared);
+  const { fresh, failed: duplicates } = await splitStoredDuplicates(tx, keys, practiceId, prepared);
   const failed = [...invalid, ...duplicates];
   const sortByRow = (outcomes: RowOutcome[]) => outcomes.sort((a, b) => a.row - b.row);
 
   if (mode === 'atomic' && failed.length > 0) {
     return { committed: false, results: sortByRow([...failed, ...fresh.map(({ row }) => ({ row, status: 'skipped' as const }))]) };
   }
-  const inserted = fresh.length === 0 ? new Set<string>() : await insertImportRows(tx, practiceId, fresh);
+  const inserted = fresh.length === 0 ? new Set<string>() : await insertImportRows(tx, keys, practiceId, fresh);
   const created: RowOutcome[] = [];
   for (const row of fresh) {
     if (inserted.has(row.id)) created.push({ row: row.row, status: 'created', id: row.id });

@@ -10,6 +10,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { recordAudit, requestOrigin, type AuditEvent } from '../audit/audit.js';
 import { principalOf } from '../auth/guard.js';
 import type { Database, Queryable } from '../db/database.js';
+import type { PracticeKeys } from '../db/field-encryption.js';
 import { isUuid, readInPractice, withPractice } from '../db/scope.js';
 import { validationDetails } from '../http/error-handler.js';
 import { AppError, conflict, notFound, validationError, type ErrorDetail } from '../http/errors.js';
@@ -66,7 +67,7 @@ const isUniqueViolation = (error: unknown) => (error as { code?: string } | null
  * Runs a write; when a unique index refuses it (another request created the duplicate between our
  * check and our insert), answers 409 naming the patient that won, like the check would have.
  */
-async function withDuplicateRace<T>(db: Database, practiceId: string, key: () => Parameters<typeof findDuplicate>[2], exceptId: string | null, work: () => Promise<T>): Promise<T> {
+async function withDuplicateRace<T>(db: Database, keys: PracticeKeys, key: () => Parameters<typeof findDuplicate>[3], exceptId: string | null, work: () => Promise<T>): Promise<T> {
   try {
     return await work();
   } catch (error) {
@@ -75,7 +76,7 @@ async function withDuplicateRace<T>(db: Database, practiceId: string, key: () =>
     if ((error as { constraint?: string }).constraint === 'patient_external_ids_pkey') {
       throw conflict('EXTERNAL_ID_EXISTS', 'One of these externalIds already belongs to another patient of the practice', [{ field: 'externalIds', message: 'already belongs to another patient' }]);
     }
-    const duplicate = await withPractice(db, practiceId, (tx) => findDuplicate(tx, practiceId, key(), exceptId));
+    const duplicate = await withPractice(db, keys.practiceId, (tx) => findDuplicate(tx, keys, keys.practiceId, key(), exceptId));
     if (duplicate === null) throw error;
     throw patientExists(duplicate);
   }
@@ -113,7 +114,7 @@ function unwrap(result: WriteResult): PatientRecord {
 
 /** An empty first page means nothing matched; an empty later page is past the end: ask. */
 async function totalPastTheEnd(db: Database, practiceId: string, options: PatientListOptions): Promise<number> {
-  if (options.page === 1) return 0;
+  if (options.page === 1 || options.q?.trim()) return 0;
   const { rows } = await readInPractice<{ total: number }>(db, practiceId, listPatientsTotalStatement(practiceId, options));
   return Number(rows[0]?.total ?? 0);
 }
@@ -126,8 +127,10 @@ async function totalPastTheEnd(db: Database, practiceId: string, options: Patien
 export async function listPatientPage(db: Database, request: FastifyRequest, options: PatientListOptions) {
   const audit = auditBase(request);
   const { page, limit, status, q, sort } = options;
-  const { rows } = await readInPractice<PatientRow & { total: number }>(db, audit.practiceId, listPatientsStatement(audit.practiceId, options));
-  const { records, total: pageTotal } = listPatientsResult(rows);
+  const { records, total: pageTotal } = await request.server.keyring.withKeys(audit.practiceId, async (keys) => {
+    const { rows } = await readInPractice<PatientRow & { total: number }>(db, audit.practiceId, listPatientsStatement(keys, audit.practiceId, options));
+    return listPatientsResult(keys, options, rows);
+  });
   const total = pageTotal ?? (await totalPastTheEnd(db, audit.practiceId, options));
   await request.server.auditWriter.record({
     ...audit,
@@ -147,8 +150,9 @@ export async function listPatientPage(db: Database, request: FastifyRequest, opt
 export async function readPatient(db: Database, request: FastifyRequest, patientId: string): Promise<PatientRecord> {
   const audit = auditBase(request);
   assertPatientId(patientId);
-  const { rows } = await readInPractice<PatientRow>(db, audit.practiceId, findPatientStatement(audit.practiceId, patientId));
-  const patient = patientFromRows(rows);
+  const patient = await request.server.keyring.withKeys(audit.practiceId, async (keys) =>
+    patientFromRows(keys, (await readInPractice<PatientRow>(db, audit.practiceId, findPatientStatement(audit.practiceId, patientId))).rows),
+  );
   // A miss is recorded too: probing for other practices' ids should show in the log.
   await request.server.auditWriter.record({ ...audit, action: 'patient.read', outcome: patient ? 'success' : 'failure', resourceIds: [patientId] });
   if (patient === null) throw notFound('Patient');
@@ -208,19 +212,19 @@ export async function patientRoutes(base: FastifyInstance, { shapes }: PatientRo
         lastName: complete.lastName,
         dateOfBirth: complete.dateOfBirth ?? null,
       });
-      const result = await withDuplicateRace(db, audit.practiceId, key, null, () =>
+      const result = await app.keyring.withKeys(audit.practiceId, (keys) => withDuplicateRace(db, keys, key, null, () =>
         withPractice(db, audit.practiceId, async (tx): Promise<WriteResult> => {
-          const duplicate = await findDuplicate(tx, audit.practiceId, key());
+          const duplicate = await findDuplicate(tx, keys, audit.practiceId, key());
           if (duplicate !== null) {
             await recordAudit(tx, { ...audit, action: 'patient.create', outcome: 'failure', resourceIds: [duplicate.id], details: { reason: 'PATIENT_EXISTS', rule: duplicate.rule } });
             return { duplicate };
           }
-          const patient = await insertPatient(tx, audit.practiceId, complete);
+          const patient = await insertPatient(tx, keys, audit.practiceId, complete);
           await recordAudit(tx, { ...audit, action: 'patient.create', outcome: 'success', resourceIds: [patient.id], details: { fields: Object.keys(complete) } });
           await app.events.record(tx, patientEvent(audit, 'patient.created', patient, Object.keys(complete)));
           return { patient };
         }),
-      );
+      ));
       const patient = unwrap(result);
       return reply.code(201).header('location', `${app.prefix}/patients/${patient.id}`).send(shapes.toPatient(patient));
     },
@@ -266,9 +270,9 @@ export async function patientRoutes(base: FastifyInstance, { shapes }: PatientRo
         lastName: merged?.lastName ?? '',
         dateOfBirth: merged?.dateOfBirth ?? null,
       });
-      const result = await withDuplicateRace(db, audit.practiceId, key, patientId, () =>
-        withPractice(db, audit.practiceId, (tx) => applyUpdate(tx, app.events, audit, patientId, changes, (record) => (merged = record))),
-      );
+      const result = await app.keyring.withKeys(audit.practiceId, (keys) => withDuplicateRace(db, keys, key, patientId, () =>
+        withPractice(db, audit.practiceId, (tx) => applyUpdate(tx, keys, app.events, audit, patientId, changes, (record) => (merged = record))),
+      ));
       return shapes.toPatient(unwrap(result));
     },
   );
@@ -289,12 +293,12 @@ export async function patientRoutes(base: FastifyInstance, { shapes }: PatientRo
       const audit = auditBase(request);
       const { patientId } = request.params;
       assertPatientId(patientId);
-      const patient = await withPractice(db, audit.practiceId, async (tx) => {
-        const updated = await deactivatePatient(tx, audit.practiceId, patientId);
+      const patient = await app.keyring.withKeys(audit.practiceId, (keys) => withPractice(db, audit.practiceId, async (tx) => {
+        const updated = await deactivatePatient(tx, keys, audit.practiceId, patientId);
         await recordAudit(tx, { ...audit, action: 'patient.deactivate', outcome: updated ? 'success' : 'failure', resourceIds: [patientId] });
         if (updated) await app.events.record(tx, patientEvent(audit, 'patient.deactivated', updated, ['status', 'deletedAt']));
         return updated;
-      });
+      }));
       if (patient === null) throw notFound('Patient');
       return shapes.toPatient(patient);
     },
@@ -326,8 +330,9 @@ export async function patientRoutes(base: FastifyInstance, { shapes }: PatientRo
               field: detail.field === '(body)' ? `patients.${index}` : `patients.${index}.${detail.field}`,
               message: detail.message,
             }));
+      const keys = await app.keyring.forPractice(audit.practiceId);
       const outcome = await withPractice(db, audit.practiceId, async (tx) => {
-        const result = await importPatients(tx, audit.practiceId, patients, mode, checkSchema, shapes.fromWrite);
+        const result = await importPatients(tx, keys, audit.practiceId, patients, mode, checkSchema, shapes.fromWrite);
         if (!result.committed) throw new ImportRejected(result.results);
         const created = result.results.filter((r) => r.status === 'created').map((r) => (r as { id: string }).id);
         await recordAudit(tx, { ...audit, action: 'patient.import', outcome: 'success', resourceIds: created, details: { mode, rows: patients.length, created: created.length } });
@@ -371,13 +376,14 @@ function atomicImportError(results: RowOutcome[]): AppError {
 /** PATCH inside its transaction: load, merge, check duplicates against the merged record, write. */
 async function applyUpdate(
   tx: Queryable,
+  keys: PracticeKeys,
   events: EventOutbox,
   audit: AuditBase & { practiceId: string },
   patientId: string,
   changes: Partial<PatientFields>,
   remember: (merged: PatientRecord) => void,
 ): Promise<WriteResult> {
-  const current = await findPatient(tx, audit.practiceId, patientId);
+  const current = await findPatient(tx, keys, audit.practiceId, patientId);
   if (current === null) {
     await recordAudit(tx, { ...audit, action: 'patient.update', outcome: 'failure', resourceIds: [patientId] });
     return { missing: true };
@@ -385,12 +391,12 @@ async function applyUpdate(
   const merged: PatientRecord = { ...current, ...changes };
   remember(merged);
   const staysLive = changes.status === 'ACTIVE' || changes.status === 'VIP' || current.deletedAt === null;
-  const duplicate = staysLive ? await findDuplicate(tx, audit.practiceId, merged, patientId) : null;
+  const duplicate = staysLive ? await findDuplicate(tx, keys, audit.practiceId, merged, patientId) : null;
   if (duplicate !== null) {
     await recordAudit(tx, { ...audit, action: 'patient.update', outcome: 'failure', resourceIds: [patientId, duplicate.id], details: { reason: 'PATIENT_EXISTS', rule: duplicate.rule } });
     return { duplicate };
   }
-  const patient = (await updatePatient(tx, audit.practiceId, patientId, changes))!;
+  const patient = (await updatePatient(tx, keys, audit.practiceId, patientId, changes))!;
   await recordAudit(tx, { ...audit, action: 'patient.update', outcome: 'success', resourceIds: [patientId], details: { fields: Object.keys(changes) } });
   await events.record(tx, patientEvent(audit, 'patient.updated', patient, Object.keys(changes)));
   return { patient };

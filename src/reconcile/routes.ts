@@ -264,8 +264,10 @@ export const reconcileRoutes: FastifyPluginAsync<ReconcileRouteOptions> = async 
       }
 
       const practiceId = principal.practiceId;
-      const practice = await withPractice<PracticePatient[] | PracticeAppointment[]>(app.db, practiceId, (tx) =>
-        target === 'PATIENTS' ? loadPracticePatients(tx, practiceId) : loadPracticeAppointments(tx, practiceId),
+      const practice = await app.keyring.withKeys(practiceId, (keys) =>
+        withPractice<PracticePatient[] | PracticeAppointment[]>(app.db, practiceId, (tx) =>
+          target === 'PATIENTS' ? loadPracticePatients(tx, keys, practiceId) : loadPracticeAppointments(tx, keys, practiceId),
+        ),
       );
       const options = { algorithm, confidence, oneToOne, ...(fieldMapping ? { fieldMapping } : {}) };
       const job: ReconcileJob =

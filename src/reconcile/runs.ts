@@ -3,41 +3,40 @@
 // security is on; the explicit practice_id filters are the first line, RLS the second.
 import type { Queryable } from '../db/database.js';
 import { isUuid } from '../db/scope.js';
+import type { PracticeKeys } from '../db/field-encryption.js';
+import { openPatient } from '../db/patient-phi.js';
 import type { Algorithm, PracticeAppointment, PracticePatient, ReconciliationMatch } from './engine/engine.js';
 
 export type ReconcileTarget = 'PATIENTS' | 'APPOINTMENTS';
 
 interface PatientRow {
   id: string;
-  first_name: string;
-  last_name: string;
-  date_of_birth: string | null;
-  email: string | null;
-  phone_number: string | null;
+  phi: string;
+  phi_key: number;
   gender: string | null;
-  address: PracticePatient['address'];
   external_ids: Record<string, string> | null;
 }
 
-const PATIENT_COLUMNS = `p.id, p.first_name, p.last_name, p.date_of_birth, p.email, p.phone_number, p.gender,
-  p.address, p.external_ids`;
+const PATIENT_COLUMNS = `p.id, p.phi, p.phi_key, p.gender, p.external_ids`;
 
-function toPracticePatient(row: PatientRow): PracticePatient {
+// The patients' PHI is sealed: opened here through the one decoding path (db/patient-phi.ts).
+function toPracticePatient(keys: PracticeKeys, row: PatientRow): PracticePatient {
+  const phi = openPatient(keys, row);
   return {
     id: row.id,
-    firstName: row.first_name,
-    lastName: row.last_name,
-    dateOfBirth: row.date_of_birth,
-    email: row.email,
-    phoneNumber: row.phone_number,
+    firstName: phi.firstName,
+    lastName: phi.lastName,
+    dateOfBirth: phi.dateOfBirth,
+    email: phi.email,
+    phoneNumber: phi.phoneNumber,
     gender: row.gender,
-    address: row.address ?? null,
+    address: phi.address ?? null,
     externalIds: row.external_ids ?? null,
   };
 }
 
 /** Every patient of the practice that is not deleted (ACTIVE, VIP and INACTIVE alike). */
-export async function loadPracticePatients(tx: Queryable, practiceId: string): Promise<PracticePatient[]> {
+export async function loadPracticePatients(tx: Queryable, keys: PracticeKeys, practiceId: string): Promise<PracticePatient[]> {
   const { rows } = await tx.query<PatientRow>(
     `SELECT ${PATIENT_COLUMNS}
        FROM patients p
@@ -45,7 +44,7 @@ export async function loadPracticePatients(tx: Queryable, practiceId: string): P
       ORDER BY p.id`,
     [practiceId],
   );
-  return rows.map(toPracticePatient);
+  return rows.map((row) => toPracticePatient(keys, row));
 }
 
 interface AppointmentRow extends PatientRow {
@@ -62,7 +61,7 @@ interface AppointmentRow extends PatientRow {
  * redemption or a point-of-sale line can refer to. price_cents is what the appointment was
  * charged (not the list price), the amount a POS export would show.
  */
-export async function loadPracticeAppointments(tx: Queryable, practiceId: string): Promise<PracticeAppointment[]> {
+export async function loadPracticeAppointments(tx: Queryable, keys: PracticeKeys, practiceId: string): Promise<PracticeAppointment[]> {
   const { rows } = await tx.query<AppointmentRow>(
     `SELECT a.id AS appointment_id, a.start_time, a.status, a.price_cents,
             s.name AS service_name, s.category AS service_category,
@@ -76,7 +75,7 @@ export async function loadPracticeAppointments(tx: Queryable, practiceId: string
   );
   return rows.map((row) => ({
     id: row.appointment_id,
-    patient: toPracticePatient(row),
+    patient: toPracticePatient(keys, row),
     startTime: new Date(row.start_time).toISOString(),
     serviceName: row.service_name,
     serviceCategory: row.service_category,

@@ -410,7 +410,7 @@ export const reconciliationJobRoutes: FastifyPluginAsync<ReconciliationJobRouteO
         if (job.kind === 'PATIENTS') {
           const rows = await vault.loadRowRange(tx, job.id, 'input', 0, job.rows_read);
           outcome = await applyPatientDecisions(tx, {
-            practiceId: principal.practiceId, source: job.source, fieldMapping: job.options.fieldMapping, records, rows, checkSchema, fromWrite: fromPatientWriteV1,
+            practiceId: principal.practiceId, keys: await app.keyring.forPractice(principal.practiceId), source: job.source, fieldMapping: job.options.fieldMapping, records, rows, checkSchema, fromWrite: fromPatientWriteV1,
           });
         } else {
           const applied = records.filter((r) => r.applied_at === null && (acceptedEntity(r) !== null || r.decision === 'reject'))

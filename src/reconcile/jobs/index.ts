@@ -17,7 +17,7 @@ export async function registerReconciliationJobs(app: FastifyInstance, breaker: 
   // answers with, and it has a longer timeout. One worker, one job at a time per instance.
   const pool = createReconcilePool({ size: 1, queueLimit: 0, timeoutMs: settings.timeoutMs, logger: app.log.child({ component: 'reconcile-jobs' }), name: 'reconcile-jobs' });
   const runner = settings.enabled
-    ? new ReconcileJobRunner({ db: app.db, pool, breaker, vault, log: app.log, leaseMs: settings.leaseMs, pollMs: settings.pollMs, maxAttempts: MAX_ATTEMPTS })
+    ? new ReconcileJobRunner({ db: app.db, pool, breaker, vault, keyring: app.keyring, log: app.log, leaseMs: settings.leaseMs, pollMs: settings.pollMs, maxAttempts: MAX_ATTEMPTS })
     : null;
   await app.register(reconciliationJobRoutes, { prefix: '/v2', vault, breaker, wake: () => runner?.kick() });
   runner?.start();

@@ -14,6 +14,7 @@ import type { CircuitBreaker } from '../../resilience/circuit-breaker.js';
 import type { PracticeAppointment, PracticePatient, ReconcileResult } from '../engine/engine.js';
 import type { ReconcileRunner } from '../routes.js';
 import { loadPracticeAppointments, loadPracticePatients } from '../runs.js';
+import type { PhiKeyring } from '../../db/field-encryption.js';
 import type { ReconcileJob } from '../worker.js';
 import { EvidenceWriter, scoreEvidence } from '../review/evidence.js';
 import { clearRecords, insertRecords, type Band, type NewRecord, type RecordDetail } from '../review/store.js';
@@ -30,6 +31,8 @@ export interface JobRunnerOptions {
   pool: ReconcileRunner;
   breaker: CircuitBreaker;
   vault: JobVault;
+  /** Opens the practice's patients (db/field-encryption.ts). */
+  keyring: PhiKeyring;
   log: Logger;
   leaseMs: number;
   pollMs: number;
@@ -143,7 +146,8 @@ export class ReconcileJobRunner {
       const loaded = await withPractice(db, practiceId, async (tx) => {
         const job = (await findJob(tx, practiceId, jobId))!;
         const rows = await vault.loadRows(tx, jobId, 'input');
-        const practice = job.kind === 'APPOINTMENTS' ? await loadPracticeAppointments(tx, practiceId) : await loadPracticePatients(tx, practiceId);
+        const keys = await this.options.keyring.forPractice(practiceId);
+        const practice = job.kind === 'APPOINTMENTS' ? await loadPracticeAppointments(tx, keys, practiceId) : await loadPracticePatients(tx, keys, practiceId);
         return { job, rows, practice };
       });
       const { job, rows, practice } = loaded;

@@ -8,10 +8,13 @@ import type { ErrorDetail } from '../../http/errors.js';
 import { importPatients, type RowMapping, type RowSchemaCheck } from '../../patients/import.js';
 import { compileFieldMapping, recogniseRecord, type CanonicalRecord } from '../engine/fields.js';
 import { parseDateReadings } from '../engine/normalise.js';
+import type { PracticeKeys } from '../../db/field-encryption.js';
 import type { AppliedRow, RecordRow } from './store.js';
 
 export interface ApplyInput {
   practiceId: string;
+  /** The practice's PHI keys: created patients are sealed like any other (db/patient-phi.ts). */
+  keys: PracticeKeys;
   source: string | null;
   fieldMapping: Record<string, string> | undefined;
   records: readonly RecordRow[];
@@ -131,7 +134,7 @@ export async function applyPatientDecisions(tx: Queryable, input: ApplyInput): P
 
   const created: string[] = [];
   if (fresh.length > 0) {
-    const outcome = await importPatients(tx, input.practiceId, fresh.map((f) => f.body), 'partial', input.checkSchema, input.fromWrite);
+    const outcome = await importPatients(tx, input.keys, input.practiceId, fresh.map((f) => f.body), 'partial', input.checkSchema, input.fromWrite);
     for (const result of outcome.results) {
       const recordIndex = fresh[result.row]!.recordIndex;
       if (result.status === 'created') {
