@@ -6,6 +6,7 @@
 //   npm run cli -- reset-mfa --email a@b.co            (a lost authenticator)
 //   npm run cli -- create-api-key --practice <id> --name "POS export" --permissions read:patients,read:services
 //   npm run cli -- list-practices
+//   npm run cli -- rotate-data-key --practice <id> [--batch-size 500]   (online; resumable: run it again after an interruption)
 //   npm run cli -- purge-audit [--dry-run]               (audit events past AUDIT_RETENTION_YEARS)
 //   npm run cli -- verify-audit-export FILE              (offline: needs no database)
 //   npm run cli -- backup --out FILE [--pg-bin DIR]      (while the API serves; docs/operations.md#backups)
@@ -28,6 +29,8 @@ import { openDatabase, type Database, type Queryable } from './db/database.js';
 import { BackupError, backupFormatOfFile, dumpPgliteDirectory, dumpPostgres, restorePglite, restorePostgres, writeBackupFile } from './db/backup.js';
 import { listenForBackups, requestBackup } from './db/backup-socket.js';
 import { migrate } from './db/migrate.js';
+import { PhiKeyring } from './db/field-encryption.js';
+import { rotateDataKey } from './patients/key-rotation.js';
 import { withSystem } from './db/scope.js';
 import { isUuid } from './http/pagination.js';
 import { insertPractice, insertUser } from './users/first-start.js';
@@ -73,6 +76,26 @@ const commands: Record<string, (db: Database, options: Options, config: Config) 
       return practiceId;
     });
     return `Created practice ${id} (${name}, ${timeZone})`;
+  },
+
+  async 'rotate-data-key'(db, options, config) {
+    const practiceId = required(options, 'practice');
+    await withSystem(db, (tx) => requirePractice(tx, practiceId));
+    const keyring = new PhiKeyring(db, {
+      masterSecret: config.phi.masterKey,
+      previousSecrets: config.phi.previousMasterKeys,
+      cacheSeconds: config.phi.dataKeyCacheSeconds,
+      openedCacheSize: 0,
+    });
+    await keyring.start();
+    const batchSize = options['batch-size'] === undefined ? 500 : Number(options['batch-size']);
+    if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 10_000) throw new UsageError('--batch-size: a whole number from 1 to 10000');
+    const result = await rotateDataKey(db, keyring, practiceId, {
+      batchSize,
+      onBatch: (progress) => void process.stdout.write(`  ${progress.moved} rows re-encrypted under data key version ${progress.version}\n`),
+    });
+    await withSystem(db, (tx) => audit(tx, practiceId, 'practice.data_key_rotated', 'practice', [practiceId], { version: result.version, rows: result.moved, resumed: result.resumed }));
+    return `${result.resumed ? 'Resumed the rotation to' : 'Rotated to'} data key version ${result.version}: ${result.moved} patient rows re-encrypted; every row is now under it.`;
   },
 
   async 'list-practices'(db) {
@@ -265,7 +288,7 @@ async function main(argv: string[]): Promise<number> {
     args: rest,
     options: {
       ...Object.fromEntries(
-        ['name', 'time-zone', 'practice', 'email', 'role', 'password', 'first-name', 'last-name', 'permissions'].map((o) => [o, { type: 'string' as const }]),
+        ['name', 'time-zone', 'practice', 'email', 'role', 'password', 'first-name', 'last-name', 'permissions', 'batch-size'].map((o) => [o, { type: 'string' as const }]),
       ),
       'dry-run': { type: 'boolean' as const },
     },

@@ -14,6 +14,7 @@ import { recordAudit, requestOrigin } from '../audit/audit.js';
 import { auditActor, principalOf } from '../auth/guard.js';
 import type { Queryable } from '../db/database.js';
 import { isUuid, withPractice } from '../db/scope.js';
+import type { PracticeKeys } from '../db/field-encryption.js';
 import { notFound } from '../http/errors.js';
 import { errorResponses } from '../http/openapi.js';
 import { PageQuery, paginated, pagination } from '../http/pagination.js';
@@ -96,9 +97,8 @@ const patientExport = (patient: TSchema) => Type.Object({
 });
 
 /** The patient, or a 404 (malformed id, unknown, another practice's) with the miss audited. */
-async function patientOr404(tx: Queryable, request: FastifyRequest, patientId: string, action: string) {
+async function patientOr404(tx: Queryable, keys: PracticeKeys, request: FastifyRequest, patientId: string, action: string) {
   const principal = principalOf(request);
-  const keys = await request.server.keyring.forPractice(principal.practiceId);
   const patient = isUuid(patientId) ? await findPatient(tx, keys, principal.practiceId, patientId) : null;
   if (patient === null) {
     await recordAudit(tx, { ...requestOrigin(request), ...auditActor(principal), action, resourceType: 'patient', resourceIds: isUuid(patientId) ? [patientId] : [], outcome: 'failure' });
@@ -128,8 +128,10 @@ export async function patientAccessRoutes(base: FastifyInstance, { shapes }: Pat
       const principal = principalOf(request);
       const { patientId } = request.params;
       const { page, limit } = request.query as { page: number; limit: number };
+      // Keys first: on PGlite a key read inside the transaction would wait for it.
+      const keys = await app.keyring.forPractice(principal.practiceId);
       const result = await withPractice(db, principal.practiceId, async (tx) => {
-        if ((await patientOr404(tx, request, patientId, 'patient.access_log')) === null) return null;
+        if ((await patientOr404(tx, keys, request, patientId, 'patient.access_log')) === null) return null;
         // @> is what the GIN index on resource_ids serves (= ANY would read every event).
         const { rows } = await tx.query<AccessRow>(
           `SELECT e.id::text AS id, e.occurred_at, e.action, e.outcome, e.actor_type, e.actor_id, u.email, u.role,
@@ -185,8 +187,9 @@ export async function patientAccessRoutes(base: FastifyInstance, { shapes }: Pat
     async (request, reply) => {
       const principal = principalOf(request);
       const { patientId } = request.params;
+      const keys = await app.keyring.forPractice(principal.practiceId);
       const result = await withPractice(db, principal.practiceId, async (tx) => {
-        const patient = await patientOr404(tx, request, patientId, 'patient.export');
+        const patient = await patientOr404(tx, keys, request, patientId, 'patient.export');
         if (patient === null) return null;
         const { rows: appointments } = await tx.query<{
           id: string; start_time: Date; end_time: Date; status: string; service_id: string; service_name: string | null;

@@ -402,6 +402,8 @@ export const reconciliationJobRoutes: FastifyPluginAsync<ReconciliationJobRouteO
       const validateRow = request.compileValidationSchema(PatientCreateV1, 'body');
       const checkSchema = (row: unknown, index: number) =>
         validateRow(row) ? [] : validationDetails((validateRow.errors ?? []) as Parameters<typeof validationDetails>[0], 'body').map((d) => ({ field: `patients.${index}.${d.field}`, message: d.message }));
+      // Keys before the transaction: on PGlite a key read inside it would wait for it.
+      const keys = await app.keyring.forPractice(principal.practiceId);
       return withPractice(app.db, principal.practiceId, async (tx) => {
         const job = await requireJob(tx, principal, request.params.id, true);
         requireSucceeded(job);
@@ -410,7 +412,7 @@ export const reconciliationJobRoutes: FastifyPluginAsync<ReconciliationJobRouteO
         if (job.kind === 'PATIENTS') {
           const rows = await vault.loadRowRange(tx, job.id, 'input', 0, job.rows_read);
           outcome = await applyPatientDecisions(tx, {
-            practiceId: principal.practiceId, keys: await app.keyring.forPractice(principal.practiceId), source: job.source, fieldMapping: job.options.fieldMapping, records, rows, checkSchema, fromWrite: fromPatientWriteV1,
+            practiceId: principal.practiceId, keys, source: job.source, fieldMapping: job.options.fieldMapping, records, rows, checkSchema, fromWrite: fromPatientWriteV1,
           });
         } else {
           const applied = records.filter((r) => r.applied_at === null && (acceptedEntity(r) !== null || r.decision === 'reject'))

@@ -143,10 +143,10 @@ export class ReconcileJobRunner {
     }, Math.max(50, Math.floor(leaseMs / 3)));
     renew.unref();
     try {
+      const keys = await this.options.keyring.forPractice(practiceId);
       const loaded = await withPractice(db, practiceId, async (tx) => {
         const job = (await findJob(tx, practiceId, jobId))!;
         const rows = await vault.loadRows(tx, jobId, 'input');
-        const keys = await this.options.keyring.forPractice(practiceId);
         const practice = job.kind === 'APPOINTMENTS' ? await loadPracticeAppointments(tx, keys, practiceId) : await loadPracticePatients(tx, keys, practiceId);
         return { job, rows, practice };
       });
