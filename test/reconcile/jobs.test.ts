@@ -2,6 +2,7 @@
 // matched in the background, reviewed by band with readable evidence, decided, applied (member ids
 // stored on the patients and used by next month's export), exported; broken files named by line and
 // column; the row and byte limits; another practice kept out.
+import { encryptPlaintextPatients } from '../../src/patients/encrypt-existing.js';
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { describe, test } from 'node:test';
@@ -38,6 +39,10 @@ async function seed(app: FastifyInstance, practiceId: string): Promise<string[]>
       );
       ids.push(rows[0]!.id);
     }
+    return ids;
+  }).then(async (ids) => {
+    // Stored in plaintext as before migration 015; sealed as the next start would.
+    await encryptPlaintextPatients(app.db, app.keyring);
     return ids;
   });
 }

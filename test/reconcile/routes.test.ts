@@ -2,6 +2,7 @@
 // realistic export matched end to end by the real engine, runs stored per practice and audited,
 // permissions, the circuit breaker (fake clock, injected failures), a saturated pool, and the
 // server answering /health while a 10,000-record job runs.
+import { encryptPlaintextPatients } from '../../src/patients/encrypt-existing.js';
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Worker } from 'node:worker_threads';
@@ -52,6 +53,17 @@ async function insertPatients(app: FastifyInstance, practiceId: string, patients
       [practiceId, JSON.stringify(patients)],
     );
     return rowCount;
+  }).then(async (inserted) => {
+    // Plaintext rows, as stored before migration 015 (whose unique indexes are on blind indexes):
+    // the practice's duplicate rules drop the later duplicates, then the rows are sealed as a start would.
+    const { rowCount: dropped } = await app.db.query(
+      `DELETE FROM patients p USING patients q
+        WHERE p.practice_id = $1 AND q.practice_id = $1 AND p.phi IS NULL AND q.phi IS NULL AND p.ctid > q.ctid
+          AND (p.email = q.email OR (p.date_of_birth = q.date_of_birth AND lower(p.first_name) = lower(q.first_name) AND lower(p.last_name) = lower(q.last_name)))`,
+      [practiceId],
+    );
+    await encryptPlaintextPatients(app.db, app.keyring);
+    return inserted - dropped;
   });
 }
 
@@ -114,6 +126,7 @@ for (const target of databaseTargets()) {
     await withPractice(app.db, spa.id, async (tx) => {
       for (const [key, patient] of Object.entries(PRACTICE)) ids[key] = await insertPatient(tx, spa.id, patient);
     });
+    await encryptPlaintextPatients(app.db, app.keyring);
     const staff = spa.users.STAFF.headers;
     const post = (payload: unknown, headers: Record<string, string> = staff) =>
       app.inject({ method: 'POST', url: '/v1/ai/reconcile', headers, payload: payload as Record<string, unknown> });
