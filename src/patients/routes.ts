@@ -11,7 +11,7 @@ import { recordAudit, requestOrigin, type AuditEvent } from '../audit/audit.js';
 import { principalOf } from '../auth/guard.js';
 import type { Database, Queryable } from '../db/database.js';
 import type { PracticeKeys } from '../db/field-encryption.js';
-import { isUuid, readInPractice, withPractice } from '../db/scope.js';
+import { isUuid, readInPractice, statementAsSystem, withPractice } from '../db/scope.js';
 import { validationDetails } from '../http/error-handler.js';
 import { AppError, conflict, notFound, validationError, type ErrorDetail } from '../http/errors.js';
 import { errorResponses } from '../http/openapi.js';
@@ -30,6 +30,8 @@ import {
   listPatientsResult,
   listPatientsStatement,
   listPatientsTotalStatement,
+  searchCandidatesStatement,
+  withCandidates,
   updatePatient,
   type Duplicate,
   type PatientListOptions,
@@ -128,7 +130,12 @@ export async function listPatientPage(db: Database, request: FastifyRequest, opt
   const audit = auditBase(request);
   const { page, limit, status, q, sort } = options;
   const { records, total: pageTotal } = await request.server.keyring.withKeys(audit.practiceId, async (keys) => {
-    const { rows } = await readInPractice<PatientRow & { total: number }>(db, audit.practiceId, listPatientsStatement(keys, audit.practiceId, options));
+    let statement = listPatientsStatement(keys, audit.practiceId, options);
+    if (q?.trim()) {
+      const { rows: candidates } = await statementAsSystem<{ id: string }>(db, searchCandidatesStatement(keys, audit.practiceId, options));
+      statement = withCandidates(statement, candidates.map((row) => row.id));
+    }
+    const { rows } = await readInPractice<PatientRow & { total: number }>(db, audit.practiceId, statement);
     return listPatientsResult(keys, options, rows);
   });
   const total = pageTotal ?? (await totalPastTheEnd(db, audit.practiceId, options));
