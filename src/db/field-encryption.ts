@@ -125,15 +125,19 @@ export class PracticeKeys {
     return { sealed, version };
   }
 
-  /** Opens a value sealed for `table` row `rowId` under key `version`; a moved or altered value throws. */
-  open<T>(table: string, rowId: string, version: number, sealed: string): T {
+  /**
+   * Opens a value sealed for `table` row `rowId` under key `version`; a moved or altered value
+   * throws. `remember: false` for large or rarely reread values (job uploads) that would crowd the
+   * opened-row cache.
+   */
+  open<T>(table: string, rowId: string, version: number, sealed: string, remember = true): T {
     const aad = `${table}:${rowId}:${version}`;
-    const cached = this.opened.get(sealed, aad);
+    const cached = remember ? this.opened.get(sealed, aad) : undefined;
     if (cached !== undefined) return cached as T;
     const key = this.dataKeys.get(version);
     if (key === undefined) throw new UnknownDataKeyError(`data key version ${version} of practice ${this.practiceId} is not loaded`);
     const value = JSON.parse(openBytes(key, sealed, aad).toString('utf8')) as T;
-    this.opened.set(sealed, aad, value);
+    if (remember) this.opened.set(sealed, aad, value);
     return value;
   }
 

@@ -145,6 +145,19 @@ export function sealPatient(keys: PracticeKeys, id: string, phi: PatientPhi): Se
   };
 }
 
+/** The sealed columns as JSON values (bytea as hex) for a jsonb_to_recordset batch statement. */
+export function sealedJson(sealed: SealedPatientColumns) {
+  const hex = (value: Buffer | null) => (value === null ? null : value.toString('hex'));
+  return {
+    phi: sealed.phi,
+    phi_key: sealed.phi_key,
+    email_bidx: hex(sealed.email_bidx),
+    phone_bidx: hex(sealed.phone_bidx),
+    name_dob_bidx: hex(sealed.name_dob_bidx),
+    search_terms: sealed.search_terms,
+  };
+}
+
 /** Opens a row's PHI; throws FieldEncryptionError if it was altered or moved from another row. */
 export function openPatient(keys: PracticeKeys, row: { id: string; phi: string; phi_key: number }): PatientPhi {
   const d = keys.open<SealedDocument>(PATIENT_TABLE, row.id, row.phi_key, row.phi);

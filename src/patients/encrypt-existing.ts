@@ -4,7 +4,7 @@
 // transaction that seals it. A start interrupted half-way simply continues at the next start.
 import type { Database } from '../db/database.js';
 import type { PhiKeyring } from '../db/field-encryption.js';
-import { sealPatient, type PatientAddress } from '../db/patient-phi.js';
+import { sealedJson, sealPatient, type PatientAddress } from '../db/patient-phi.js';
 import { withSystem } from '../db/scope.js';
 import { orderKeysForMany } from './store.js';
 
@@ -58,20 +58,7 @@ export async function encryptPlaintextPatients(db: Database, keyring: PhiKeyring
             notes: row.notes,
           },
         }));
-        const payload = phis.map(({ id, phi }) => {
-          const sealed = sealPatient(keys, id, phi);
-          const hex = (value: Buffer | null) => (value === null ? null : value.toString('hex'));
-          return {
-            id,
-            phi: sealed.phi,
-            phi_key: sealed.phi_key,
-            email_bidx: hex(sealed.email_bidx),
-            phone_bidx: hex(sealed.phone_bidx),
-            name_dob_bidx: hex(sealed.name_dob_bidx),
-            search_terms: sealed.search_terms,
-            name_order: order.get(id),
-          };
-        });
+        const payload = phis.map(({ id, phi }) => ({ id, ...sealedJson(sealPatient(keys, id, phi)), name_order: order.get(id) }));
         await tx.query(
           `UPDATE patients p
               SET phi = r.phi, phi_key = r.phi_key, email_bidx = decode(r.email_bidx, 'hex'), phone_bidx = decode(r.phone_bidx, 'hex'),

@@ -11,6 +11,7 @@ import {
   openPatient,
   orderKeyBetween,
   orderKeysBetween,
+  sealedJson,
   sealPatient,
   searchQuery,
   SEALED_COLUMNS,
@@ -449,18 +450,11 @@ export async function orderKeysForMany(
  */
 export async function insertImportRows(tx: Queryable, keys: PracticeKeys, practiceId: string, rows: ImportRow[]): Promise<Set<string>> {
   const order = await orderKeysForMany(tx, keys, practiceId, rows.map(({ id, fields }) => ({ id, names: fields })));
-  const hex = (value: Buffer | null) => (value === null ? null : value.toString('hex'));
   const payload = JSON.stringify(
     rows.map(({ id, fields: f }) => {
-      const sealed = sealPatient(keys, id, phiOf(f));
       return {
         id,
-        phi: sealed.phi,
-        phi_key: sealed.phi_key,
-        email_bidx: hex(sealed.email_bidx),
-        phone_bidx: hex(sealed.phone_bidx),
-        name_dob_bidx: hex(sealed.name_dob_bidx),
-        search_terms: sealed.search_terms,
+        ...sealedJson(sealPatient(keys, id, phiOf(f))),
         name_order: order.get(id),
         gender: f.gender ?? null,
         status: f.status ?? null,

@@ -21,7 +21,7 @@ import { describeColumns } from '../input/columns.js';
 import { declaredCharset, acceptFileBodies, readUpload, type InputFile } from '../input/upload.js';
 import { applyPatientDecisions, acceptedEntity } from '../review/apply.js';
 import { allRecords, decideBand, findRecords, listRecords, markApplied, writeDecisions, type DecisionWrite, type RecordDetail, type RecordRow } from '../review/store.js';
-import type { JobVault } from '../jobs/sealed.js';
+import type { JobVault, PracticeJobVault } from '../jobs/sealed.js';
 import { activeJobCount, cancelJob, findJob, insertJob, listJobs, setInputChunks, type JobRow } from '../jobs/store.js';
 import {
   ApplyResult, CreateJobQuery, DEFAULT_REVIEW_FLOOR, DecisionsBody, DecisionsResult, ExportQuery, Job, JobListQuery, JobParams, MatchesQuery, MatchRow,
@@ -199,6 +199,7 @@ export const reconciliationJobRoutes: FastifyPluginAsync<ReconciliationJobRouteO
         throw new AppError('INVALID_FILE', 400, 'None of the columns could be read as a field (name, date of birth, email, phone, member id, ...): name them in fieldMapping', columns.slice(0, 100).map((c) => ({ field: c.column.slice(0, 100), message: 'not recognised' })));
       }
 
+      const jobVault = vault.for(await app.keyring.forPractice(practiceId));
       const id = await withPractice(app.db, practiceId, async (tx) => {
         const jobId = await insertJob(tx, {
           practiceId, kind, algorithm: query.algorithm ?? 'HYBRID', confidence, reviewFloor, source: query.source ?? null,
@@ -206,7 +207,7 @@ export const reconciliationJobRoutes: FastifyPluginAsync<ReconciliationJobRouteO
           columns, badRows: file.badRows, fileName: file.fileName, fileBytes: file.bytes, rowsRead: file.rows.length,
           createdBy: { type: principal.kind, id: principal.id },
         });
-        await setInputChunks(tx, jobId, await vault.storeRows(tx, practiceId, jobId, 'input', file.rows));
+        await setInputChunks(tx, jobId, await jobVault.storeRows(tx, practiceId, jobId, 'input', file.rows));
         await recordAudit(tx, {
           ...actorOf(request, principal), action: 'reconciliation.job.create',
           resourceType: 'reconciliation_job', resourceIds: [jobId], outcome: 'success',
@@ -280,8 +281,8 @@ export const reconciliationJobRoutes: FastifyPluginAsync<ReconciliationJobRouteO
     },
   );
 
-  const toMatch = (job: JobRow, record: RecordRow) => {
-    const detail = vault.openDetail<RecordDetail>(job.id, record.record_index, record.detail_sealed);
+  const toMatch = (jobVault: PracticeJobVault, job: JobRow, record: RecordRow) => {
+    const detail = jobVault.openDetail<RecordDetail>(job.id, record.record_index, record.detail_sealed);
     return {
       recordIndex: record.record_index,
       band: record.band,
@@ -311,11 +312,12 @@ export const reconciliationJobRoutes: FastifyPluginAsync<ReconciliationJobRouteO
     async (request) => {
       const principal = principalOf(request);
       const { page, limit, band, undecided } = request.query;
+      const jobVault = vault.for(await app.keyring.forPractice(principal.practiceId));
       return withPractice(app.db, principal.practiceId, async (tx) => {
         const job = await requireJob(tx, principal, request.params.id);
         requireSucceeded(job);
         const { records, total } = await listRecords(tx, job.id, { band, undecided }, page, limit);
-        const data = records.map((record) => toMatch(job, record));
+        const data = records.map((record) => toMatch(jobVault, job, record));
         await recordAudit(tx, {
           ...actorOf(request, principal),
           action: 'reconciliation.job.read', resourceType: job.kind === 'APPOINTMENTS' ? 'appointment' : 'patient',
@@ -348,6 +350,7 @@ export const reconciliationJobRoutes: FastifyPluginAsync<ReconciliationJobRouteO
         throw validationError([{ field: body.band === undefined ? 'band' : 'action', message: 'is required for a decision by band' }]);
       }
       const by = { type: principal.kind, id: principal.id };
+      const jobVault = vault.for(await app.keyring.forPractice(principal.practiceId));
       return withPractice(app.db, principal.practiceId, async (tx) => {
         const job = await requireJob(tx, principal, request.params.id, true);
         requireSucceeded(job);
@@ -367,7 +370,7 @@ export const reconciliationJobRoutes: FastifyPluginAsync<ReconciliationJobRouteO
             if (row.applied_at !== null) return problems.push({ field: `decisions.${i}`, message: 'the row has already been applied' });
             if (d.action === 'accept' && row.entity_id === null) return problems.push({ field: `decisions.${i}.action`, message: 'the row has no match to accept: choose a candidate or mark it new' });
             if (d.action === 'choose') {
-              const candidates = vault.openDetail<RecordDetail>(job.id, row.record_index, row.detail_sealed).candidates.map((c) => c.entityId);
+              const candidates = jobVault.openDetail<RecordDetail>(job.id, row.record_index, row.detail_sealed).candidates.map((c) => c.entityId);
               if (d.entityId === undefined || !candidates.includes(d.entityId)) return problems.push({ field: `decisions.${i}.entityId`, message: 'must be one of the row\'s candidates' });
             }
             if (d.action === 'new' && job.kind !== 'PATIENTS') return problems.push({ field: `decisions.${i}.action`, message: 'new is for PATIENTS jobs' });
@@ -404,13 +407,14 @@ export const reconciliationJobRoutes: FastifyPluginAsync<ReconciliationJobRouteO
         validateRow(row) ? [] : validationDetails((validateRow.errors ?? []) as Parameters<typeof validationDetails>[0], 'body').map((d) => ({ field: `patients.${index}.${d.field}`, message: d.message }));
       // Keys before the transaction: on PGlite a key read inside it would wait for it.
       const keys = await app.keyring.forPractice(principal.practiceId);
+      const jobVault = vault.for(keys);
       return withPractice(app.db, principal.practiceId, async (tx) => {
         const job = await requireJob(tx, principal, request.params.id, true);
         requireSucceeded(job);
         const records = await allRecords(tx, job.id);
         let outcome: { applied: { recordIndex: number; entityId: string | null; error: string | null }[]; linked: string[]; created: string[] };
         if (job.kind === 'PATIENTS') {
-          const rows = await vault.loadRowRange(tx, job.id, 'input', 0, job.rows_read);
+          const rows = await jobVault.loadRowRange(tx, job.id, 'input', 0, job.rows_read);
           outcome = await applyPatientDecisions(tx, {
             practiceId: principal.practiceId, keys, source: job.source, fieldMapping: job.options.fieldMapping, records, rows, checkSchema, fromWrite: fromPatientWriteV1,
           });
@@ -450,12 +454,13 @@ export const reconciliationJobRoutes: FastifyPluginAsync<ReconciliationJobRouteO
       const principal = principalOf(request);
       const format = request.query.format ?? 'csv';
       const which = request.query.rows ?? 'all';
+      const jobVault = vault.for(await app.keyring.forPractice(principal.practiceId));
       const { job, lines } = await withPractice(app.db, principal.practiceId, async (tx) => {
         const found = await requireJob(tx, principal, request.params.id);
         requireSucceeded(found);
         const records = await allRecords(tx, found.id);
-        const rows = await vault.loadRowRange(tx, found.id, 'input', 0, found.rows_read);
-        const exported = exportRows(found, records, rows, which, (record) => vault.openDetail<RecordDetail>(found.id, record.record_index, record.detail_sealed));
+        const rows = await jobVault.loadRowRange(tx, found.id, 'input', 0, found.rows_read);
+        const exported = exportRows(found, records, rows, which, (record) => jobVault.openDetail<RecordDetail>(found.id, record.record_index, record.detail_sealed));
         await recordAudit(tx, {
           ...actorOf(request, principal),
           action: 'reconciliation.export', resourceType: 'reconciliation_job', resourceIds: [found.id], outcome: 'success',

@@ -18,7 +18,7 @@ import type { PhiKeyring } from '../../db/field-encryption.js';
 import type { ReconcileJob } from '../worker.js';
 import { EvidenceWriter, scoreEvidence } from '../review/evidence.js';
 import { clearRecords, insertRecords, type Band, type NewRecord, type RecordDetail } from '../review/store.js';
-import type { JobVault } from './sealed.js';
+import type { JobVault, PracticeJobVault } from './sealed.js';
 import { failJob, findJob, finishJob, heartbeat, JOB_QUEUE, startAttempt, type JobRow } from './store.js';
 
 interface Logger {
@@ -51,7 +51,7 @@ export function bandOf(confidence: number, threshold: number, floor: number, has
 }
 
 /** The engine's result as one stored row per data row: band, choice, candidates with evidence. */
-export function resultRecords(job: JobRow, rows: readonly unknown[], practice: PracticePatient[] | PracticeAppointment[], result: ReconcileResult, vault: JobVault): NewRecord[] {
+export function resultRecords(job: JobRow, rows: readonly unknown[], practice: PracticePatient[] | PracticeAppointment[], result: ReconcileResult, vault: PracticeJobVault): NewRecord[] {
   const byIndex = new Map(result.matches.map((match) => [match.recordIndex, match]));
   const patients = job.kind === 'PATIENTS' ? (practice as PracticePatient[]) : [];
   const evidence = new EvidenceWriter(patients, job.options.fieldMapping);
@@ -146,7 +146,7 @@ export class ReconcileJobRunner {
       const keys = await this.options.keyring.forPractice(practiceId);
       const loaded = await withPractice(db, practiceId, async (tx) => {
         const job = (await findJob(tx, practiceId, jobId))!;
-        const rows = await vault.loadRows(tx, jobId, 'input');
+        const rows = await vault.for(keys).loadRows(tx, jobId, 'input');
         const practice = job.kind === 'APPOINTMENTS' ? await loadPracticeAppointments(tx, keys, practiceId) : await loadPracticePatients(tx, keys, practiceId);
         return { job, rows, practice };
       });
@@ -160,7 +160,7 @@ export class ReconcileJobRunner {
       this.options.pool.assertCapacity();
       const result = await this.options.breaker.execute(() => this.options.pool.run(engineJob));
       if (!(await withPractice(db, practiceId, (tx) => heartbeat(tx, jobId, token, leaseMs, { phase: 'storing' })))) return;
-      const records = resultRecords(job, rows, practice, result, vault);
+      const records = resultRecords(job, rows, practice, result, vault.for(keys));
       const counts = { accepted: 0, review: 0, unmatched: 0 };
       for (const record of records) counts[record.band] += 1;
       await withPractice(db, practiceId, async (tx) => {
