@@ -128,7 +128,7 @@ export const PatientListQueryV1 = Type.Object(
     limit: Type.Integer({ minimum: 1, maximum: 100, default: 20 }),
     status: Type.Optional(PatientStatusV1),
     q: Type.Optional(
-      Type.String({ minLength: 1, maxLength: 100, description: 'Matches part of the name, email or phone number' }),
+      Type.String({ minLength: 1, maxLength: 100, description: 'Matches part of the name, email or phone number (3 characters or more; 1-2 characters match the start of a name word or email part)' }),
     ),
     sort: StringEnum(PATIENT_SORTS, {
       default: 'lastName',
