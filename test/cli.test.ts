@@ -10,14 +10,21 @@ import { promisify } from 'node:util';
 import { openPglite } from '../src/db/database.js';
 import { withSystem } from '../src/db/scope.js';
 import { verifyPassword } from '../src/auth/passwords.js';
+import { migrate } from '../src/db/migrate.js';
+import { startTestApp } from './helpers/app.js';
+import { createTestPractice } from './helpers/identity.js';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'medspa-cli-'));
 after(() => rmSync(dataDir, { recursive: true, force: true }));
 
 async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return cliWith({}, ...args);
+}
+
+async function cliWith(env: Record<string, string>, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
     const { stdout, stderr } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], {
-      env: { ...process.env, DATA_DIR: dataDir, DATABASE_URL: '', NODE_ENV: 'development', LOG_LEVEL: 'silent' },
+      env: { ...process.env, DATA_DIR: dataDir, DATABASE_URL: '', NODE_ENV: 'development', LOG_LEVEL: 'silent', ...env },
     });
     return { code: 0, stdout, stderr };
   } catch (error) {
@@ -75,4 +82,36 @@ test('bad arguments exit 64 with a message naming the option', async () => {
   const weak = await cli('reset-password', '--email', 'owner@glow.test', '--password', 'password');
   assert.equal(weak.code, 64);
   assert.match(weak.stderr, /--password/);
+});
+
+test('rotate-data-key re-encrypts a practice\'s patients under a new data key; a wrong PHI_MASTER_KEY is refused', async () => {
+  const phiEnv = { PHI_MASTER_KEY: 'cli-test-phi-master-key-of-32-characters-at-least', DATA_KEY_CACHE_SECONDS: '1' };
+  const db = await openPglite({ dataDir });
+  let practiceId: string;
+  let patientId: string;
+  try {
+    await migrate(db);
+    const { app } = await startTestApp(db, { phi: { masterKey: phiEnv.PHI_MASTER_KEY, previousMasterKeys: [], dataKeyCacheSeconds: 1, rowCacheSize: 0 } });
+    const practice = await createTestPractice(app, 'Rotation Spa');
+    practiceId = practice.id;
+    const created = await app.inject({ method: 'POST', url: '/v1/patients', headers: practice.users.ADMIN.headers, payload: { firstName: 'Cli', lastName: 'Rotation' } });
+    assert.equal(created.statusCode, 201, created.body);
+    patientId = (created.json() as { id: string }).id;
+    await app.close();
+  } finally {
+    await db.close();
+  }
+  const wrong = await cliWith({ ...phiEnv, PHI_MASTER_KEY: 'not-the-master-key-but-32-characters-long' }, 'rotate-data-key', '--practice', practiceId);
+  assert.equal(wrong.code, 1);
+  assert.match(wrong.stderr, /PHI_MASTER_KEY \(key id [0-9a-f]+\) is not the master key that wrapped the stored data keys/);
+  const rotated = await cliWith(phiEnv, 'rotate-data-key', '--practice', practiceId, '--batch-size', '10');
+  assert.equal(rotated.code, 0, rotated.stderr);
+  assert.match(rotated.stdout, /Rotated to data key version 2: 1 patient rows re-encrypted/);
+  const check = await openPglite({ dataDir });
+  try {
+    const { rows } = await check.query<{ phi_key: number }>('SELECT phi_key FROM patients WHERE id = $1', [patientId]);
+    assert.equal(rows[0]!.phi_key, 2);
+  } finally {
+    await check.close();
+  }
 });
