@@ -120,3 +120,18 @@ describe('the transport on a 503', () => {
     assert.equal(error.envelope, null);
   });
 });
+
+describe('the typed calls', () => {
+  test('the compiler refuses idempotencyKey on an operation that does not declare the header (the server would ignore it)', () => {
+    const client = createClient({ baseUrl: 'http://sdk.invalid', version: 'v1', fetch: async () => new Response(null, { status: 204 }) });
+    // Checked by the typecheck that npm test runs first; never sent.
+    const calls = () => [
+      // @ts-expect-error POST /auth/login declares no Idempotency-Key: a retry after a 503 would not be safe
+      client.post('/auth/login', { body: { email: 'a@example.test', password: 'long enough' }, idempotencyKey: 'k' }),
+      client.post('/appointments', { body: { patientId: 'p', practitionerId: 'u', serviceId: 's', startTime: 't' }, idempotencyKey: 'k' }),
+      // @ts-expect-error a path the document does not have
+      client.get('/no-such-path'),
+    ];
+    assert.equal(typeof calls, 'function');
+  });
+});
