@@ -134,6 +134,26 @@ for (const target of databaseTargets()) {
       assert.equal(api.tokens?.accessToken, saved[0]!.accessToken);
     });
 
+    test('a stored refresh token alone is exchanged for a pair before the first request', async () => {
+      const { tokens } = await expiredSession(manager);
+      const recorder = recordingFetch();
+      const saved: Tokens[] = [];
+      const api = createClient({ baseUrl, version: 'v1', auth: { refreshToken: tokens.refreshToken }, onTokens: (pair) => void saved.push(pair), fetch: recorder.fetch });
+      const { data } = await api.get('/auth/me');
+      assert.equal(data.id, manager.id);
+      assert.deepEqual(recorder.sent.map((sent) => `${sent.path} ${sent.status}`), ['/v1/auth/refresh 200', '/v1/auth/me 200']);
+      assert.equal(saved.length, 1);
+    });
+
+    test('logout ends the session on the server: its refresh token is refused afterwards', async () => {
+      const api = createClient({ baseUrl, version: 'v1', auth: credentials(manager) });
+      const { refreshToken } = await api.login();
+      await api.logout();
+      assert.equal(api.tokens === null, true, 'the pair is forgotten');
+      const reuse = await apiError(createClient({ baseUrl, version: 'v1', auth: { refreshToken } }).get('/auth/me'));
+      assert.equal(reuse.status, 401);
+    });
+
     test('a refused refresh surfaces the server error, and later calls fail with it without sending', async () => {
       const { expired } = await expiredSession(manager);
       const recorder = recordingFetch();
