@@ -7,7 +7,7 @@ import { linkPeople, preparePractice, type Algorithm, type PersonLinkage } from 
 import { preparePerson, type PreparedPerson } from './prepare.js';
 import { reconcileAppointmentRows } from './appointments.js';
 
-export { reconcileTransactions, saleEntityIds, type TransactionOptions, type TransactionResult } from './transactions.js';
+export { appointmentSales, reconcileTransactions, saleEntityIds, type TransactionOptions, type TransactionResult } from './transactions.js';
 
 export type { Algorithm } from './people.js';
 

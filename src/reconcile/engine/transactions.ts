@@ -18,7 +18,7 @@ import {
   compareDates, compareEmails, compareGivenNames, compareIdentifiers, comparePhones, compareSurnames,
 } from './compare.js';
 import { assign, rankCandidates, roundConfidence, type RecordDecision } from './decide.js';
-import type { Algorithm, Candidate, ReconcileResult, ReconciliationMatch } from './engine.js';
+import type { Algorithm, Candidate, PracticeAppointment, ReconcileResult, ReconciliationMatch } from './engine.js';
 import { compileFieldMapping, recogniseRecord, type CanonicalRecord } from './fields.js';
 import { dayNumber, normaliseIdentifier, parseAmountCents, parseDateReadings } from './normalise.js';
 import { phoneticCodes, preparePerson, type PreparedPerson } from './prepare.js';
@@ -545,4 +545,23 @@ export function reconcileTransactions(redemptions: readonly unknown[], salesRows
     algorithm: options.algorithm,
     stats: { compared, blocks: index.byKey.size + index.byDayAmount.size },
   };
+}
+
+/**
+ * The practice's own sales, when no sales file is sent: each completed appointment is a sale of
+ * its service at the price it was charged, on its day, to its patient, named by its id.
+ */
+export function appointmentSales(appointments: readonly PracticeAppointment[]): Record<string, unknown>[] {
+  return appointments.map((appointment) => ({
+    'Transaction ID': appointment.id,
+    Date: appointment.startTime.slice(0, 10),
+    Service: appointment.serviceCategory ? `${appointment.serviceName} (${appointment.serviceCategory})` : appointment.serviceName,
+    priceCents: appointment.priceCents,
+    'First Name': appointment.patient.firstName,
+    'Last Name': appointment.patient.lastName,
+    'Date of Birth': appointment.patient.dateOfBirth,
+    Email: appointment.patient.email,
+    Phone: appointment.patient.phoneNumber,
+    externalIds: appointment.patient.externalIds ?? {},
+  }));
 }
