@@ -41,6 +41,15 @@ const GIVEN = ['Maria', 'Jennifer', 'Ashley', 'Jessica', 'Sarah', 'Amanda', 'Emi
 const NICKNAMES: Record<string, string> = { Elizabeth: 'Liz', Jennifer: 'Jen', Katherine: 'Kate', Samantha: 'Sam', Rebecca: 'Becky', Victoria: 'Tori', Christina: 'Chris', Kimberly: 'Kim', Stephanie: 'Steph', Robert: 'Bob', Michael: 'Mike', James: 'Jim', Daniel: 'Dan', Danielle: 'Dani', Natalie: 'Nat' };
 const SURNAMES = ['Garcia', 'Smith', 'Johnson', 'Nguyen', 'Patel', 'Kim', 'Lee', 'Martinez', 'Lopez', 'Brown', 'Davis', 'Miller', 'Wilson', 'Anderson', 'Thomas', 'Taylor', 'Moore', 'Jackson', 'White', 'Harris', 'Clark', 'Lewis', 'Walker', 'Hall', 'Young', 'Allen', 'Wright', 'Scott', 'Green', 'Baker', 'Adams', 'Nelson', 'Hill', 'Ramirez', 'Campbell', 'Mitchell', 'Roberts', 'Carter', 'Phillips', 'Evans', 'Turner', 'Torres', 'Parker', 'Collins', 'Edwards', 'Stewart', 'Flores', 'Morris', 'Murphy', 'Rivera', 'Cook', 'Rogers', 'Morgan', 'Peterson', 'Cooper', 'Reed', 'Bailey', 'Bell', 'Gomez', 'Kelly', 'Howard', 'Ward', 'Cox', 'Diaz', 'Richardson', 'Wood', 'Watson', 'Brooks', 'Bennett', 'Gray', 'James', 'Reyes', 'Cruz', 'Hughes', 'Price', 'Myers', 'Long', 'Foster', 'Sanders', 'Ross', 'Morales', 'Powell', 'Sullivan', 'Russell', 'Ortiz', 'Jenkins', 'Gutierrez', 'Perry', 'Butler', 'Barnes', 'Fisher', 'Henderson', 'Coleman', 'Simmons', 'Patterson', 'Jordan', 'Reynolds', 'Hamilton', 'Graham', 'Kowalski', 'Okafor', 'Haddad', 'Schmidt', 'Rossi', 'Dubois', 'Tanaka', 'Sato', 'Ivanova', 'Novak', 'Larsen'];
 
+// A large practice's clients are not all namesakes: half the surnames are drawn from made-up
+// ones (a first and a second syllable: "Ashworth", "Kelbrook"), about 1,500 more.
+const SURNAME_HEADS = ['Ash', 'Kel', 'Bram', 'Dun', 'Hal', 'Mor', 'Pen', 'Ros', 'Stan', 'Thorn', 'Wes', 'Whit', 'Brad', 'Car', 'Fair', 'Gar', 'Hart', 'Lang', 'Mar', 'Nor', 'Oak', 'Ral', 'Sel', 'Tal', 'Ven', 'Win', 'Yar', 'Ab', 'Bel', 'Cor', 'Dal', 'El', 'Fen', 'Gil', 'Hol', 'Iver', 'Jar', 'Kin', 'Lind', 'Mel'];
+const SURNAME_TAILS = ['worth', 'brook', 'field', 'ley', 'ton', 'wood', 'ford', 'more', 'well', 'ridge', 'dale', 'stead', 'wick', 'by', 'ham', 'son', 'man', 'er', 'ing', 'ston', 'land', 'croft', 'hurst', 'mont', 'vale', 'burn', 'low', 'den', 'sey', 'ett', 'ard', 'ick', 'ow', 'isz', 'ova', 'ez', 'ini', 'ado'];
+
+function surnameOf(random: Random): string {
+  return random() < 0.5 ? pick(random, SURNAMES) : pick(random, SURNAME_HEADS) + pick(random, SURNAME_TAILS);
+}
+
 interface Product {
   /** How a loyalty program names it (brand). */
   brand: string[];
@@ -159,7 +168,7 @@ export function generateTransactions(seed: number, options: Partial<TransactionG
   const days = options.days ?? 365;
   const orphanShare = options.orphanShare ?? 0.08;
   const clientCount = Math.max(50, Math.round(redemptionCount / 3));
-  const clients: Client[] = Array.from({ length: clientCount }, () => ({ given: pick(random, GIVEN), surname: pick(random, SURNAMES) }));
+  const clients: Client[] = Array.from({ length: clientCount }, () => ({ given: pick(random, GIVEN), surname: surnameOf(random) }));
 
   const sales: Sale[] = [];
   const redeemed: { sale: Sale; inFile: boolean }[] = [];

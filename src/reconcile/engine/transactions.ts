@@ -230,17 +230,32 @@ function settingsOf(options: TransactionOptions): Settings {
   };
 }
 
+const QUIET = new Map<number, Part>();
+
+/** A part without words, shared: the first pass scores millions of pairs and must not allocate for each. */
+function quiet(logBf: number): Part {
+  let part = QUIET.get(logBf);
+  if (part === undefined) QUIET.set(logBf, (part = { logBf, similarity: 0, text: '' }));
+  return part;
+}
+
 const tolerance = (settings: Settings, expected: number) => Math.max(settings.tolCents, settings.tolShare * expected);
 
+/** A round reward ($20.00, $50.00: the program's fixed rewards), allowing for a fee. */
+function isFixedReward(cents: number, settings: Settings): boolean {
+  return settings.fixed.some((fixed) => Math.abs(cents - fixed) <= tolerance(settings, fixed));
+}
+
 /** How the redemption's amount fits the sale's. */
-export function amountPart(redeemed: number | null, sale: number | null, settings: Settings): Part {
+export function amountPart(redeemed: number | null, sale: number | null, settings: Settings, describe = true): Part {
   if (redeemed === null || sale === null) return { logBf: 0, similarity: 0, text: redeemed === null ? null : 'amount missing on the sale' };
   if (Math.abs(redeemed - sale) <= tolerance(settings, sale)) {
+    if (!describe) return quiet(3);
     return { logBf: 3, similarity: 1, text: redeemed === sale ? `amount equals sale ${dollars(sale)}` : `amount within ${dollars(Math.abs(redeemed - sale))} of sale ${dollars(sale)}` };
   }
   // A round reward ($20.00, $50.00) is what the program gives whatever the sale: that it also
   // happens to be some percent of a sale says little.
-  const fixedReward = settings.fixed.some((fixed) => Math.abs(redeemed - fixed) <= tolerance(settings, fixed));
+  const fixedReward = isFixedReward(redeemed, settings);
   if (sale > 0) {
     let best: { percent: number; off: number } | null = null;
     for (const percent of settings.percents) {
@@ -248,21 +263,21 @@ export function amountPart(redeemed: number | null, sale: number | null, setting
       const off = Math.abs(redeemed - expected);
       if (off <= tolerance(settings, expected) && (best === null || off < best.off)) best = { percent, off };
     }
-    if (best !== null && !fixedReward) return { logBf: 3, similarity: 1 - best.off / Math.max(1, redeemed), text: `amount ${best.percent}% of sale ${dollars(sale)}` };
+    if (best !== null && !fixedReward) return describe ? { logBf: 3, similarity: 1 - best.off / Math.max(1, redeemed), text: `amount ${best.percent}% of sale ${dollars(sale)}` } : quiet(3);
   }
   if (redeemed < sale) {
     if (fixedReward) {
-      return { logBf: 0.5, similarity: 0.6, text: `fixed ${dollars(redeemed)} reward on sale ${dollars(sale)}` };
+      return describe ? { logBf: 0.5, similarity: 0.6, text: `fixed ${dollars(redeemed)} reward on sale ${dollars(sale)}` } : quiet(0.5);
     }
-    const share = (100 * redeemed) / sale;
-    return { logBf: -1.5, similarity: 0.3, text: `amount ${share.toFixed(1)}% of sale ${dollars(sale)}, no reward rule` };
+    return describe ? { logBf: -1.5, similarity: 0.3, text: `amount ${((100 * redeemed) / sale).toFixed(1)}% of sale ${dollars(sale)}, no reward rule` } : quiet(-1.5);
   }
-  return { logBf: -6, similarity: 0, text: `amount ${dollars(redeemed)} exceeds sale ${dollars(sale)}` };
+  return describe ? { logBf: -6, similarity: 0, text: `amount ${dollars(redeemed)} exceeds sale ${dollars(sale)}` } : quiet(-6);
 }
 
 /** The redemption posted `lag` days after the sale; null outside the window (before the sale included). */
-export function lagPart(lag: number, settings: Settings): Part | null {
+export function lagPart(lag: number, settings: Settings, describe = true): Part | null {
   if (lag < settings.minLag || lag > settings.maxLag) return null;
+  if (!describe) return quiet(lag <= 2 ? 1 : lag <= 7 ? 0.5 : lag <= 14 ? 0 : -0.5);
   const text = lag === 0 ? 'posted the same day as the sale' : `posted ${lag} day${lag === 1 ? '' : 's'} after sale`;
   if (lag <= 2) return { logBf: 1, similarity: 1, text };
   if (lag <= 7) return { logBf: 0.5, similarity: 0.8, text };
@@ -272,11 +287,12 @@ export function lagPart(lag: number, settings: Settings): Part | null {
 
 const productName = (identity: ServiceIdentity) => identity.found ?? identity.brand ?? identity.words.join(' ');
 
-export function productPart(redeemed: ServiceIdentity, sold: ServiceIdentity): Part {
+export function productPart(redeemed: ServiceIdentity, sold: ServiceIdentity, describe = true): Part {
   if (redeemed.words.length === 0 || sold.words.length === 0) {
     return { logBf: 0, similarity: 0, text: redeemed.words.length === 0 ? null : 'product missing on the sale' };
   }
   const { logBf, similarity } = serviceEvidence(redeemed, sold);
+  if (!describe) return quiet(logBf);
   let text: string;
   if (redeemed.product !== null && redeemed.product === sold.product) {
     const a = productName(redeemed);
@@ -290,14 +306,18 @@ export function productPart(redeemed: ServiceIdentity, sold: ServiceIdentity): P
   return { logBf, similarity, text };
 }
 
+const NO_PATIENT: Part = { logBf: 0, similarity: 0, text: null };
+const UNNAMED_SALE: Part = { logBf: 0, similarity: 0, text: 'patient not named on the sale' };
+const OTHER_PATIENT: Part = { logBf: -4, similarity: 0, text: 'patient differs' };
+
 /**
  * Whether both sides name the same patient. `sharesKey`: the pair shares a patient blocking key;
  * two named sides that share none (no name sound, member id, email or phone in common) are taken
  * as different patients without comparing further.
  */
 export function patientPart(a: PreparedPerson | null, b: PreparedPerson | null, sharesKey: boolean): Part {
-  if (a === null || b === null) return { logBf: 0, similarity: 0, text: a === null ? null : 'patient not named on the sale' };
-  if (!sharesKey) return { logBf: -4, similarity: 0, text: 'patient differs' };
+  if (a === null || b === null) return a === null ? NO_PATIENT : UNNAMED_SALE;
+  if (!sharesKey) return OTHER_PATIENT;
   const parts: string[] = [];
   let logBf = 0;
   if (compareIdentifiers(a.memberIds, b.memberIds).level === 0) { logBf += 6; parts.push('member id equal'); }
@@ -399,33 +419,46 @@ function amountTargets(cents: number, settings: Settings): [number, number][] {
 interface ScoredSale {
   sale: number;
   logOdds: number;
+  /** The pair shares a patient key (see patientPart). */
+  keyed: boolean;
+}
+
+const NO_SCORES: Record<string, number> = Object.freeze({}) as Record<string, number>;
+const NO_EVIDENCE: string[] = Object.freeze([]) as unknown as string[];
+
+interface DescribedPair {
+  logOdds: number;
   scores: Record<string, number>;
   evidence: string[];
 }
 
-function scorePair(redemption: PreparedTransaction, sale: PreparedTransaction, sharesKey: boolean, settings: Settings): Omit<ScoredSale, 'sale'> | null {
+/**
+ * The pair's log odds, and with `describe` its evidence in words. Candidates are first scored
+ * without words (a million pairs), and only the few that are shown are described.
+ */
+function scorePair(redemption: PreparedTransaction, sale: PreparedTransaction, sharesKey: boolean, settings: Settings, describe: boolean): DescribedPair | null {
   let lag: Part | null = null;
   for (const redeemedDay of redemption.days) {
     for (const soldDay of sale.days) {
-      const part = lagPart(redeemedDay - soldDay, settings);
+      const part = lagPart(redeemedDay - soldDay, settings, describe);
       if (part !== null && (lag === null || part.logBf > lag.logBf)) lag = part;
     }
   }
   if (lag === null) return null;
-  const parts: Record<string, Part> = {
-    amount: amountPart(redemption.cents, sale.cents, settings),
-    date: lag,
-    product: productPart(redemption.product, sale.product),
-    patient: patientPart(redemption.person, sale.person, sharesKey),
-  };
+  const amount = amountPart(redemption.cents, sale.cents, settings, describe);
+  const product = productPart(redemption.product, sale.product, describe);
+  const patient = patientPart(redemption.person, sale.person, sharesKey);
+  const sameId = redemption.reference !== null && redemption.reference === sale.reference;
+  if (!describe) return { logOdds: PRIOR + lag.logBf + amount.logBf + product.logBf + patient.logBf + (sameId ? 8 : 0), scores: NO_SCORES, evidence: NO_EVIDENCE };
+  const parts: [string, Part][] = [['amount', amount], ['date', lag], ['product', product], ['patient', patient]];
   let logOdds = PRIOR;
   const evidence: string[] = [];
   const scores: Record<string, number> = {};
-  if (redemption.reference !== null && redemption.reference === sale.reference) {
+  if (sameId) {
     logOdds += 8;
     evidence.push('same transaction id');
   }
-  for (const [field, part] of Object.entries(parts)) {
+  for (const [field, part] of parts) {
     logOdds += part.logBf;
     if (part.text !== null) {
       evidence.push(part.text);
@@ -456,8 +489,10 @@ function candidatesOf(
       }
     }
     let taken = 0;
+    const fixedReward = redemption.cents !== null && isFixedReward(redemption.cents, settings);
     if (redemption.cents !== null) {
-      const ranges = amountTargets(redemption.cents, settings);
+      // A round reward fits any sale; only "the sale's own amount" narrows the search.
+      const ranges = fixedReward ? amountTargets(redemption.cents, settings).slice(0, 1) : amountTargets(redemption.cents, settings);
       // Nearest lag first, so the cap keeps the likelier sales.
       for (let saleDay = to; saleDay >= from && taken < MAX_AMOUNT_CANDIDATES; saleDay -= 1) {
         const bucket = index.byDayAmount.get(saleDay);
@@ -471,10 +506,10 @@ function candidatesOf(
       }
     }
     // A fixed reward names no amount: the same product in the window, nearest lag first.
-    const sameProduct = redemption.product.product === null ? undefined : index.byKey.get(`x:${redemption.product.product}`);
+    const sameProduct = redemption.product.product === null || !(fixedReward || redemption.cents === null) ? undefined : index.byKey.get(`x:${redemption.product.product}`);
     if (sameProduct !== undefined) {
       const first = index.lowerBoundByDay(sameProduct, from);
-      for (let p = index.lowerBoundByDay(sameProduct, to + 1) - 1; p >= first && taken < 2 * MAX_AMOUNT_CANDIDATES; p -= 1) {
+      for (let p = index.lowerBoundByDay(sameProduct, to + 1) - 1; p >= first && taken < MAX_AMOUNT_CANDIDATES; p -= 1) {
         const sale = index.entrySale[sameProduct[p]!]!;
         if (seen[sale] !== stamp) { seen[sale] = stamp; found.push(sale); taken += 1; }
       }
@@ -482,8 +517,9 @@ function candidatesOf(
   }
   const scored: ScoredSale[] = [];
   for (const sale of found) {
-    const pair = scorePair(redemption, sales[sale]!, keyed[sale] === stamp, settings);
-    if (pair !== null) scored.push({ sale, ...pair });
+    const sharesKey = keyed[sale] === stamp;
+    const pair = scorePair(redemption, sales[sale]!, sharesKey, settings, false);
+    if (pair !== null) scored.push({ sale, logOdds: pair.logOdds, keyed: sharesKey });
   }
   scored.sort((a, b) => b.logOdds - a.logOdds || a.sale - b.sale);
   return { scored: scored.slice(0, KEEP_PER_REDEMPTION), compared: found.length };
@@ -511,7 +547,10 @@ export function reconcileTransactions(redemptions: readonly unknown[], salesRows
     ranked: rankCandidates(scored.map((candidate) => ({ practiceIndex: candidate.sale, logOdds: candidate.logOdds }))),
   }));
   const assignments = assign(decisions, options.confidence, true, settings.capacity);
-  const evidenceOf = (row: number, sale: number) => scoredByRow[row]!.find((candidate) => candidate.sale === sale)!;
+  const evidenceOf = (row: number, sale: number) => {
+    const candidate = scoredByRow[row]!.find((c) => c.sale === sale)!;
+    return scorePair(incoming[row]!, sales[sale]!, candidate.keyed, settings, true)!;
+  };
   const matches: TransactionMatch[] = assignments.map(({ recordIndex, choice }) => {
     const ranked = decisions[recordIndex]!.ranked;
     const chosen = ranked[choice]!;
