@@ -170,7 +170,8 @@ export const reconciliationJobRoutes: FastifyPluginAsync<ReconciliationJobRouteO
         description:
           'The body is the file: `text/csv` (streamed; `;`, tab or `|` separators and Windows-1252 detected, or `charset`), ' +
           '`application/json` (an array of records or `{"data": [...]}`), or `multipart/form-data` with the field `file` ' +
-          '(TRANSACTIONS: `redemptions` and `sales`). Up to 200,000 rows and 100 MB. Answers 202 with the job and its Location; ' +
+          '(TRANSACTIONS: `redemptions` and `sales`; with `redemptions` alone, or a text/csv body, the practice\'s completed appointments are the sales). ' +
+          'Up to 200,000 rows and 100 MB. Answers 202 with the job and its Location; ' +
           'GET it for progress. A file that cannot be read is a 400 naming the line and column; with `onRowError=skip` the bad rows ' +
           'are reported on the job and the rest processed. 503 with Retry-After when the practice already has its share of jobs queued or the engine is unavailable.',
         operationId: 'createReconciliationJob',
