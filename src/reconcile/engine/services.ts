@@ -102,14 +102,23 @@ function identifyUncached(name: string): ServiceIdentity {
  * same product +3, a class word against a product of that class +1.5, two brands of one class
  * +0.3, known but different products -3, otherwise shared words +1 or nothing.
  */
-export function serviceEvidence(a: ServiceIdentity, b: ServiceIdentity): { logBf: number; similarity: number } {
-  if (a.words.length === 0 || b.words.length === 0) return { logBf: 0, similarity: 0 };
-  if (a.product !== null && a.product === b.product) return { logBf: 3, similarity: 1 };
+const NO_EVIDENCE = Object.freeze({ logBf: 0, similarity: 0 });
+const SAME_PRODUCT = Object.freeze({ logBf: 3, similarity: 1 });
+const CLASS_AND_PRODUCT = Object.freeze({ logBf: 1.5, similarity: 0.8 });
+const BRANDS_OF_ONE_CLASS = Object.freeze({ logBf: 0.3, similarity: 0.5 });
+const DIFFERENT_PRODUCTS = Object.freeze({ logBf: -3, similarity: 0 });
+const SHARED_WORD = Object.freeze({ logBf: 1, similarity: 0.6 });
+const NOTHING_SHARED = Object.freeze({ logBf: 0, similarity: 0.2 });
+
+// The answers are shared constants: the transactions matcher asks for millions of pairs.
+export function serviceEvidence(a: ServiceIdentity, b: ServiceIdentity): { readonly logBf: number; readonly similarity: number } {
+  if (a.words.length === 0 || b.words.length === 0) return NO_EVIDENCE;
+  if (a.product !== null && a.product === b.product) return SAME_PRODUCT;
   if (a.kind !== null && a.kind === b.kind) {
-    if (a.product === null || b.product === null) return { logBf: 1.5, similarity: 0.8 };
-    return { logBf: 0.3, similarity: 0.5 };
+    if (a.product === null || b.product === null) return CLASS_AND_PRODUCT;
+    return BRANDS_OF_ONE_CLASS;
   }
-  if (a.kind !== null && b.kind !== null) return { logBf: -3, similarity: 0 };
-  const shared = a.words.filter((word) => word.length > 2 && b.words.includes(word)).length;
-  return shared > 0 ? { logBf: 1, similarity: 0.6 } : { logBf: 0, similarity: 0.2 };
+  if (a.kind !== null && b.kind !== null) return DIFFERENT_PRODUCTS;
+  const shared = a.words.some((word) => word.length > 2 && b.words.includes(word));
+  return shared ? SHARED_WORD : NOTHING_SHARED;
 }

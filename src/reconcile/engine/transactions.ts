@@ -93,11 +93,14 @@ interface Part {
 
 // ---------------------------------------------------------------- preparation
 
+/** What the patient comparison needs of a prepared person (the rest is let go: 400,000 rows add up). */
+type TransactionPerson = Pick<PreparedPerson, 'given' | 'surname' | 'otherSurnames' | 'dob' | 'emails' | 'phones' | 'memberIds' | 'givenGroups'>;
+
 interface PreparedTransaction {
   days: number[];
   cents: number | null;
   product: ServiceIdentity;
-  person: PreparedPerson | null;
+  person: TransactionPerson | null;
   keys: string[];
   reference: string | null;
 }
@@ -112,7 +115,7 @@ function hasPerson(person: PreparedPerson): boolean {
 }
 
 /** Patient blocking keys: tolerant of typos (sounds) and of one changed name (two keys). */
-function personKeys(person: PreparedPerson): string[] {
+function personKeys(person: TransactionPerson): string[] {
   const keys: string[] = [];
   for (const id of person.memberIds) keys.push(`m:${id}`);
   for (const email of person.emails) keys.push(`e:${email.canonical}`);
@@ -168,11 +171,12 @@ function prepareTransaction(record: CanonicalRecord | null, order: DateOrder): P
   const days = dayReadings(record.serviceDate, order);
   const person = preparePerson(record);
   const named = hasPerson(person);
+  const { given, surname, otherSurnames, dob, emails, phones, memberIds, givenGroups } = person;
   return {
     days,
     cents: centsOf(record),
     product: identifyService(record.service),
-    person: named ? person : null,
+    person: named ? { given, surname, otherSurnames, dob, emails, phones, memberIds, givenGroups } : null,
     keys: named ? personKeys(person) : [],
     reference: normaliseIdentifier(record.transactionId),
   };
@@ -277,13 +281,13 @@ export function amountPart(redeemed: number | null, sale: number | null, setting
 /** The redemption posted `lag` days after the sale; null outside the window (before the sale included). */
 export function lagPart(lag: number, settings: Settings, describe = true): Part | null {
   if (lag < settings.minLag || lag > settings.maxLag) return null;
-  if (!describe) return quiet(lag <= 2 ? 1 : lag <= 7 ? 0.5 : lag <= 14 ? 0 : -0.5);
+  if (!describe) return quiet(lagLogBf(lag));
   const text = lag === 0 ? 'posted the same day as the sale' : `posted ${lag} day${lag === 1 ? '' : 's'} after sale`;
-  if (lag <= 2) return { logBf: 1, similarity: 1, text };
-  if (lag <= 7) return { logBf: 0.5, similarity: 0.8, text };
-  if (lag <= 14) return { logBf: 0, similarity: 0.6, text };
-  return { logBf: -0.5, similarity: 0.4, text };
+  return { logBf: lagLogBf(lag), similarity: lag <= 2 ? 1 : lag <= 7 ? 0.8 : lag <= 14 ? 0.6 : 0.4, text };
 }
+
+/** Most redemptions post within days of the sale; the window's tail is allowed but weaker. */
+const lagLogBf = (lag: number) => (lag <= 2 ? 1 : lag <= 7 ? 0.5 : lag <= 14 ? 0 : -0.5);
 
 const productName = (identity: ServiceIdentity) => identity.found ?? identity.brand ?? identity.words.join(' ');
 
@@ -315,20 +319,22 @@ const OTHER_PATIENT: Part = { logBf: -4, similarity: 0, text: 'patient differs' 
  * two named sides that share none (no name sound, member id, email or phone in common) are taken
  * as different patients without comparing further.
  */
-export function patientPart(a: PreparedPerson | null, b: PreparedPerson | null, sharesKey: boolean): Part {
+export function patientPart(a: TransactionPerson | null, b: TransactionPerson | null, sharesKey: boolean): Part {
   if (a === null || b === null) return a === null ? NO_PATIENT : UNNAMED_SALE;
   if (!sharesKey) return OTHER_PATIENT;
+  // Name weights are those of a practice with thousands of clients: two different clients agree
+  // on a whole name about once in a thousand pairs (e^7), on a surname once in fifty (e^4).
   const parts: string[] = [];
   let logBf = 0;
   if (compareIdentifiers(a.memberIds, b.memberIds).level === 0) { logBf += 6; parts.push('member id equal'); }
   const surname = compareSurnames(a.surname, b.surname, b.otherSurnames).level;
   if (surname >= 0) {
-    logBf += [2.5, 1.5, 0, -3][surname] ?? 0;
+    logBf += [4, 2.5, 0.5, -3][surname] ?? 0;
     parts.push(['surname equal', 'surname typo', 'surname close', 'surname differs'][surname] ?? '');
   }
   const given = compareGivenNames(a.given, b.given).level;
   if (given >= 0) {
-    logBf += [2, 1.5, 1, 0, -2.5][given] ?? 0;
+    logBf += [3, 2.5, 1.5, 0, -2.5][given] ?? 0;
     parts.push(['first name equal', 'first name nickname or middle name', 'first name typo', 'first name close', 'first name differs'][given] ?? '');
   }
   if (compareEmails(a.emails, b.emails).level === 0) { logBf += 3; parts.push('email equal'); }
@@ -373,6 +379,8 @@ class SalesIndex {
         list.push(saleIndex);
       }
     });
+    // The sales' own keys are in the index now.
+    for (const sale of sales) if (sale !== null) sale.keys = [];
     for (const [day, list] of perDay) {
       list.sort((a, b) => sales[a]!.cents! - sales[b]!.cents! || a - b);
       this.byDayAmount.set(day, { cents: Float64Array.from(list, (i) => sales[i]!.cents!), sales: Int32Array.from(list) });
@@ -423,38 +431,48 @@ interface ScoredSale {
   keyed: boolean;
 }
 
-const NO_SCORES: Record<string, number> = Object.freeze({}) as Record<string, number>;
-const NO_EVIDENCE: string[] = Object.freeze([]) as unknown as string[];
-
 interface DescribedPair {
   logOdds: number;
   scores: Record<string, number>;
   evidence: string[];
 }
 
-/**
- * The pair's log odds, and with `describe` its evidence in words. Candidates are first scored
- * without words (a million pairs), and only the few that are shown are described.
- */
-function scorePair(redemption: PreparedTransaction, sale: PreparedTransaction, sharesKey: boolean, settings: Settings, describe: boolean): DescribedPair | null {
-  let lag: Part | null = null;
+/** The smallest lag in the window over both sides' date readings (a shorter lag is never weaker evidence), or null. */
+function bestLagDays(redemption: PreparedTransaction, sale: PreparedTransaction, settings: Settings): number | null {
+  let best: number | null = null;
   for (const redeemedDay of redemption.days) {
     for (const soldDay of sale.days) {
-      const part = lagPart(redeemedDay - soldDay, settings, describe);
-      if (part !== null && (lag === null || part.logBf > lag.logBf)) lag = part;
+      const lag = redeemedDay - soldDay;
+      if (lag >= settings.minLag && lag <= settings.maxLag && (best === null || lag < best)) best = lag;
     }
   }
+  return best;
+}
+
+const sameTransactionId = (a: PreparedTransaction, b: PreparedTransaction) => a.reference !== null && a.reference === b.reference;
+
+/** The pair's log odds, or null when the dates rule it out. The first pass: no words, no allocation. */
+function pairLogOdds(redemption: PreparedTransaction, sale: PreparedTransaction, sharesKey: boolean, settings: Settings): number | null {
+  const lag = bestLagDays(redemption, sale, settings);
   if (lag === null) return null;
-  const amount = amountPart(redemption.cents, sale.cents, settings, describe);
-  const product = productPart(redemption.product, sale.product, describe);
-  const patient = patientPart(redemption.person, sale.person, sharesKey);
-  const sameId = redemption.reference !== null && redemption.reference === sale.reference;
-  if (!describe) return { logOdds: PRIOR + lag.logBf + amount.logBf + product.logBf + patient.logBf + (sameId ? 8 : 0), scores: NO_SCORES, evidence: NO_EVIDENCE };
-  const parts: [string, Part][] = [['amount', amount], ['date', lag], ['product', product], ['patient', patient]];
+  return PRIOR + lagLogBf(lag) + amountPart(redemption.cents, sale.cents, settings, false).logBf
+    + productPart(redemption.product, sale.product, false).logBf + patientPart(redemption.person, sale.person, sharesKey).logBf
+    + (sameTransactionId(redemption, sale) ? 8 : 0);
+}
+
+/** The pair's log odds with its evidence in words: only for the few candidates that are shown. */
+function describePair(redemption: PreparedTransaction, sale: PreparedTransaction, sharesKey: boolean, settings: Settings): DescribedPair {
+  const lag = lagPart(bestLagDays(redemption, sale, settings)!, settings)!;
+  const parts: [string, Part][] = [
+    ['amount', amountPart(redemption.cents, sale.cents, settings)],
+    ['date', lag],
+    ['product', productPart(redemption.product, sale.product)],
+    ['patient', patientPart(redemption.person, sale.person, sharesKey)],
+  ];
   let logOdds = PRIOR;
   const evidence: string[] = [];
   const scores: Record<string, number> = {};
-  if (sameId) {
+  if (sameTransactionId(redemption, sale)) {
     logOdds += 8;
     evidence.push('same transaction id');
   }
@@ -474,20 +492,27 @@ function candidatesOf(
   seen: Int32Array, keyed: Int32Array, stamp: number,
 ): { scored: ScoredSale[]; compared: number } {
   const found: number[] = [];
+  // Both sides name a patient and share no patient key: "patient differs" (-4) can neither win
+  // nor much change a winner's confidence, so such sales are not scored at all (or counted
+  // against the caps below). The patient keys are looked up first, for every reading.
+  const named = redemption.person !== null;
+  const namedOther = (sale: number) => named && keyed[sale] !== stamp && sales[sale]!.person !== null;
   for (const day of redemption.days) {
-    const from = day - settings.maxLag;
-    const to = day - settings.minLag;
     for (const key of redemption.keys) {
       const positions = index.byKey.get(key);
       if (positions === undefined) continue;
-      for (let p = index.lowerBoundByDay(positions, from); p < positions.length; p += 1) {
+      for (let p = index.lowerBoundByDay(positions, day - settings.maxLag); p < positions.length; p += 1) {
         const position = positions[p]!;
-        if (index.entryDay[position]! > to) break;
+        if (index.entryDay[position]! > day - settings.minLag) break;
         const sale = index.entrySale[position]!;
         keyed[sale] = stamp;
         if (seen[sale] !== stamp) { seen[sale] = stamp; found.push(sale); }
       }
     }
+  }
+  for (const day of redemption.days) {
+    const from = day - settings.maxLag;
+    const to = day - settings.minLag;
     let taken = 0;
     const fixedReward = redemption.cents !== null && isFixedReward(redemption.cents, settings);
     if (redemption.cents !== null) {
@@ -500,7 +525,7 @@ function candidatesOf(
         for (const [low, high] of ranges) {
           for (let i = lowerBound(bucket.cents, low); i < bucket.cents.length && bucket.cents[i]! <= high; i += 1) {
             const sale = bucket.sales[i]!;
-            if (seen[sale] !== stamp) { seen[sale] = stamp; found.push(sale); taken += 1; }
+            if (seen[sale] !== stamp && !namedOther(sale)) { seen[sale] = stamp; found.push(sale); taken += 1; }
           }
         }
       }
@@ -511,15 +536,15 @@ function candidatesOf(
       const first = index.lowerBoundByDay(sameProduct, from);
       for (let p = index.lowerBoundByDay(sameProduct, to + 1) - 1; p >= first && taken < MAX_AMOUNT_CANDIDATES; p -= 1) {
         const sale = index.entrySale[sameProduct[p]!]!;
-        if (seen[sale] !== stamp) { seen[sale] = stamp; found.push(sale); taken += 1; }
+        if (seen[sale] !== stamp && !namedOther(sale)) { seen[sale] = stamp; found.push(sale); taken += 1; }
       }
     }
   }
   const scored: ScoredSale[] = [];
   for (const sale of found) {
     const sharesKey = keyed[sale] === stamp;
-    const pair = scorePair(redemption, sales[sale]!, sharesKey, settings, false);
-    if (pair !== null) scored.push({ sale, logOdds: pair.logOdds, keyed: sharesKey });
+    const logOdds = pairLogOdds(redemption, sales[sale]!, sharesKey, settings);
+    if (logOdds !== null) scored.push({ sale, logOdds, keyed: sharesKey });
   }
   scored.sort((a, b) => b.logOdds - a.logOdds || a.sale - b.sale);
   return { scored: scored.slice(0, KEEP_PER_REDEMPTION), compared: found.length };
@@ -549,7 +574,7 @@ export function reconcileTransactions(redemptions: readonly unknown[], salesRows
   const assignments = assign(decisions, options.confidence, true, settings.capacity);
   const evidenceOf = (row: number, sale: number) => {
     const candidate = scoredByRow[row]!.find((c) => c.sale === sale)!;
-    return scorePair(incoming[row]!, sales[sale]!, candidate.keyed, settings, true)!;
+    return describePair(incoming[row]!, sales[sale]!, candidate.keyed, settings);
   };
   const matches: TransactionMatch[] = assignments.map(({ recordIndex, choice }) => {
     const ranked = decisions[recordIndex]!.ranked;
