@@ -80,7 +80,7 @@ const PRIOR = -4;
 /** Candidates kept per redemption after scoring (the rest cannot change the ranking). */
 const KEEP_PER_REDEMPTION = 8;
 /** Amount-only candidates looked at per redemption (nearest lag first): the patient keys are never capped. */
-const MAX_AMOUNT_CANDIDATES = 64;
+const MAX_AMOUNT_CANDIDATES = 24;
 const MAX_RUNNER_UPS = 3;
 const RUNNER_UP_FLOOR = 0.01;
 
@@ -356,6 +356,8 @@ class SalesIndex {
   readonly byKey = new Map<string, number[]>();
   /** Day -> that day's entries sorted by amount (cents), for the reward rules' binary search. */
   readonly byDayAmount = new Map<number, { cents: Float64Array; sales: Int32Array }>();
+  /** The same for the sales that name no patient: all a named redemption needs beside its patient keys. */
+  readonly byDayAmountUnnamed = new Map<number, { cents: Float64Array; sales: Int32Array }>();
 
   constructor(sales: readonly (PreparedTransaction | null)[]) {
     const entries: [number, number][] = [];
@@ -368,7 +370,8 @@ class SalesIndex {
     const perDay = new Map<number, number[]>();
     entries.forEach(([saleIndex, day], position) => {
       const sale = sales[saleIndex]!;
-      for (const key of sale.product.product === null ? sale.keys : [...sale.keys, `x:${sale.product.product}`]) {
+      const productKeys = sale.product.product === null ? [] : sale.person === null ? [`x:${sale.product.product}`, `u:${sale.product.product}`] : [`x:${sale.product.product}`];
+      for (const key of productKeys.length === 0 ? sale.keys : [...sale.keys, ...productKeys]) {
         let list = this.byKey.get(key);
         if (list === undefined) this.byKey.set(key, (list = []));
         list.push(position);
@@ -384,6 +387,8 @@ class SalesIndex {
     for (const [day, list] of perDay) {
       list.sort((a, b) => sales[a]!.cents! - sales[b]!.cents! || a - b);
       this.byDayAmount.set(day, { cents: Float64Array.from(list, (i) => sales[i]!.cents!), sales: Int32Array.from(list) });
+      const unnamed = list.filter((i) => sales[i]!.person === null);
+      if (unnamed.length > 0) this.byDayAmountUnnamed.set(day, { cents: Float64Array.from(unnamed, (i) => sales[i]!.cents!), sales: Int32Array.from(unnamed) });
     }
   }
 
@@ -493,10 +498,12 @@ function candidatesOf(
 ): { scored: ScoredSale[]; compared: number } {
   const found: number[] = [];
   // Both sides name a patient and share no patient key: "patient differs" (-4) can neither win
-  // nor much change a winner's confidence, so such sales are not scored at all (or counted
-  // against the caps below). The patient keys are looked up first, for every reading.
+  // nor much change a winner's confidence, so such sales are not scored at all: a named
+  // redemption searches the amounts and products of the sales that name no one. The patient keys
+  // are looked up first, for every reading.
   const named = redemption.person !== null;
-  const namedOther = (sale: number) => named && keyed[sale] !== stamp && sales[sale]!.person !== null;
+  const amounts = named ? index.byDayAmountUnnamed : index.byDayAmount;
+  const productPrefix = named ? 'u' : 'x';
   for (const day of redemption.days) {
     for (const key of redemption.keys) {
       const positions = index.byKey.get(key);
@@ -520,23 +527,23 @@ function candidatesOf(
       const ranges = fixedReward ? amountTargets(redemption.cents, settings).slice(0, 1) : amountTargets(redemption.cents, settings);
       // Nearest lag first, so the cap keeps the likelier sales.
       for (let saleDay = to; saleDay >= from && taken < MAX_AMOUNT_CANDIDATES; saleDay -= 1) {
-        const bucket = index.byDayAmount.get(saleDay);
+        const bucket = amounts.get(saleDay);
         if (bucket === undefined) continue;
         for (const [low, high] of ranges) {
           for (let i = lowerBound(bucket.cents, low); i < bucket.cents.length && bucket.cents[i]! <= high; i += 1) {
             const sale = bucket.sales[i]!;
-            if (seen[sale] !== stamp && !namedOther(sale)) { seen[sale] = stamp; found.push(sale); taken += 1; }
+            if (seen[sale] !== stamp) { seen[sale] = stamp; found.push(sale); taken += 1; }
           }
         }
       }
     }
     // A fixed reward names no amount: the same product in the window, nearest lag first.
-    const sameProduct = redemption.product.product === null || !(fixedReward || redemption.cents === null) ? undefined : index.byKey.get(`x:${redemption.product.product}`);
+    const sameProduct = redemption.product.product === null || !(fixedReward || redemption.cents === null) ? undefined : index.byKey.get(`${productPrefix}:${redemption.product.product}`);
     if (sameProduct !== undefined) {
       const first = index.lowerBoundByDay(sameProduct, from);
       for (let p = index.lowerBoundByDay(sameProduct, to + 1) - 1; p >= first && taken < MAX_AMOUNT_CANDIDATES; p -= 1) {
         const sale = index.entrySale[sameProduct[p]!]!;
-        if (seen[sale] !== stamp && !namedOther(sale)) { seen[sale] = stamp; found.push(sale); taken += 1; }
+        if (seen[sale] !== stamp) { seen[sale] = stamp; found.push(sale); taken += 1; }
       }
     }
   }
