@@ -52,9 +52,11 @@ try {
   if (created.status !== 202) throw new Error(`upload: ${created.status} ${createdBody.slice(0, 300)}`);
   const uploadMs = performance.now() - started;
   const { id } = JSON.parse(createdBody) as { id: string };
-  let job: { status: string; error: unknown; counts: Record<string, number>; timings: { runningMs: number }; progress: { pairsScored: number } };
+  let job: { status: string; error: unknown; counts: Record<string, number>; timings: { runningMs: number }; progress: { phase: string; pairsScored: number } };
+  const phases: [string, number][] = [];
   for (;;) {
     job = (await (await fetch(`${url}/v2/reconciliations/${id}`, { headers })).json()) as typeof job;
+    if (phases.at(-1)?.[0] !== job.progress.phase) phases.push([job.progress.phase, performance.now()]);
     if (!['queued', 'running'].includes(job.status)) break;
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
@@ -70,6 +72,7 @@ try {
   console.log(`TRANSACTIONS job, ${label}, ${split.redemptions.length.toLocaleString('en-US')} redemptions (CSV ${mb(redemptionsCsv)} MB) x ${sales.length.toLocaleString('en-US')} sales (CSV ${mb(salesCsv)} MB)`);
   console.log(`  upload (202)      ${uploadMs.toFixed(0)} ms`);
   console.log(`  job running       ${job.timings.runningMs} ms (${job.progress.pairsScored.toLocaleString('en-US')} pairs scored)`);
+  console.log(`  phases            ${phases.map(([phase, at], i) => `${phase} ${(((phases[i + 1]?.[1] ?? performance.now()) - at) / 1000).toFixed(1)} s`).join(', ')} (seen by polling every 250 ms; done: until the export was read)`);
   console.log(`  end to end        ${totalMs.toFixed(0)} ms, ${(split.redemptions.length / (totalMs / 1000)).toFixed(0)} redemptions/s`);
   console.log(`  bands             accepted ${job.counts.accepted}, review ${job.counts.review}, unmatched ${job.counts.unmatched}`);
   console.log(`  accepted band     precision ${score.precision.toFixed(3)}, recall ${score.recall.toFixed(3)}, F1 ${score.f1.toFixed(3)}`);
