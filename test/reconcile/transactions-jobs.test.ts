@@ -127,6 +127,17 @@ for (const target of databaseTargets()) {
       assert.match(salesCsv.body.replace(/^\uFEFF/, '').split('\r\n')[0]!, /^saleIndex,entityId,sale: Invoice #,sale: Date,/);
     });
 
+    test('the sales side: every sale with the redemptions linked to it; linked=false lists the unmatched sales', async () => {
+      const all = (await app.inject({ url: `/v2/reconciliations/${jobId}/sales`, headers: admin })).json() as { data: { saleIndex: number; entityId: string; linkedBy: number[]; row: Record<string, string> }[]; pagination: { total: number } };
+      assert.equal(all.pagination.total, 4);
+      assert.deepEqual(all.data[0], { saleIndex: 0, entityId: 'INV-1001', linkedBy: [0], row: { 'Invoice #': 'INV-1001', Date: '03/02/2026', Client: 'Garcia, Maria', Item: 'onabotulinumtoxinA 40u', Amount: '600.00' } });
+      const unmatched = (await app.inject({ url: `/v2/reconciliations/${jobId}/sales?linked=false&limit=2`, headers: admin })).json() as { data: { entityId: string }[]; pagination: { total: number; totalPages: number } };
+      assert.deepEqual(unmatched.data.map((s) => s.entityId), ['INV-1002', 'INV-1003']);
+      assert.deepEqual([unmatched.pagination.total, unmatched.pagination.totalPages], [3, 2]);
+      const intruder = await app.inject({ url: `/v2/reconciliations/${jobId}/sales`, headers: other.users.ADMIN.headers });
+      assert.equal(intruder.statusCode, 404, 'another practice cannot list the sales either');
+    });
+
     test('a sales file without an amount column is a 400 naming what is missing', async () => {
       const response = await post({ redemptions: REDEMPTIONS_CSV, sales: 'Invoice #,Date,Client\r\nINV-1,03/02/2026,Ana\r\n' });
       assert.equal(response.statusCode, 400, response.body);

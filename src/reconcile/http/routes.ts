@@ -27,6 +27,7 @@ import { entityResourceType } from '../jobs/runner.js';
 import { activeJobCount, cancelJob, findJob, insertJob, listJobs, setInputChunks, type JobRow, type SalesInput, type TransactionSettings } from '../jobs/store.js';
 import {
   ApplyResult, CreateJobQuery, DEFAULT_REVIEW_FLOOR, DecisionsBody, DecisionsResult, ExportQuery, Job, JobListQuery, JobParams, MatchesQuery, MatchRow,
+  SaleRow, SalesQuery,
 } from './schema.js';
 import { exportCsv, exportRows, exportSalesCsv } from './export.js';
 import { saleLines } from '../review/sales.js';
@@ -362,6 +363,37 @@ export const reconciliationJobRoutes: FastifyPluginAsync<ReconciliationJobRouteO
     },
   );
 
+  app.get(
+    '/reconciliations/:id/sales',
+    {
+      config: { permission: 'read:patients' },
+      schema: {
+        tags: ['AI'], summary: 'TRANSACTIONS: the sales side, with the redemptions linked to each; linked=false lists the unmatched sales', operationId: 'listReconciliationSales',
+        params: JobParams, querystring: SalesQuery,
+        response: { 200: paginated(SaleRow), ...errorResponses(400, 401, 403, 404, 409, 429) },
+      },
+    },
+    async (request) => {
+      const principal = principalOf(request);
+      const { page, limit, linked } = request.query;
+      return withPractice(app.db, principal.practiceId, async (tx) => {
+        const job = await requireJob(tx, principal, request.params.id);
+        requireSucceeded(job);
+        if (job.kind !== 'TRANSACTIONS') throw validationError([{ field: 'id', message: 'the sales side is for TRANSACTIONS jobs' }]);
+        const lines = await salesOfJob(tx, job);
+        const chosen = linked === undefined ? lines : lines.filter((line) => (line.linkedBy.length > 0) === linked);
+        const data = chosen.slice((page - 1) * limit, page * limit);
+        await recordAudit(tx, {
+          ...actorOf(request, principal),
+          action: 'reconciliation.job.read', resourceType: entityResourceType(job),
+          resourceIds: entityResourceType(job) === 'reconciliation_job' ? [job.id] : data.map((line) => line.entityId), outcome: 'success',
+          details: { jobId: job.id, sales: true, linked: linked ?? null, page },
+        });
+        return { data, pagination: pagination(page, limit, chosen.length) };
+      });
+    },
+  );
+
   app.post(
     '/reconciliations/:id/decisions',
     {
@@ -469,14 +501,19 @@ export const reconciliationJobRoutes: FastifyPluginAsync<ReconciliationJobRouteO
     },
   );
 
+  /** TRANSACTIONS: every sale the job matched against, with the redemption rows linked to it now. */
+  const salesOfJob = async (tx: Queryable, job: JobRow) => {
+    const saleRows = await vault.loadRows(tx, job.id, 'practice_input');
+    return saleLines(await allRecords(tx, job.id), saleEntityIds(saleRows, job.options.fieldMapping), saleRows);
+  };
+
   /** TRANSACTIONS: the sales no redemption links to now (see review/sales.ts). */
   const exportUnmatchedSales = async (request: FastifyRequest, jobId: string, reply: FastifyReply, principal: Principal, format: 'csv' | 'json') => {
     const { job, lines } = await withPractice(app.db, principal.practiceId, async (tx) => {
       const found = await requireJob(tx, principal, jobId);
       requireSucceeded(found);
       if (found.kind !== 'TRANSACTIONS') throw validationError([{ field: 'rows', message: 'unmatched-sales is for TRANSACTIONS jobs' }]);
-      const saleRows = await vault.loadRows(tx, found.id, 'practice_input');
-      const unmatched = saleLines(await allRecords(tx, found.id), saleEntityIds(saleRows, found.options.fieldMapping), saleRows).filter((line) => line.linkedBy.length === 0);
+      const unmatched = (await salesOfJob(tx, found)).filter((line) => line.linkedBy.length === 0);
       await recordAudit(tx, {
         ...actorOf(request, principal),
         action: 'reconciliation.export', resourceType: 'reconciliation_job', resourceIds: [found.id], outcome: 'success',

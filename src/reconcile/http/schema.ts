@@ -98,6 +98,18 @@ export const MatchesQuery = Type.Object(
   { additionalProperties: false },
 );
 
+export const SalesQuery = Type.Object(
+  { ...PageQuery, linked: Type.Optional(Type.Boolean({ description: 'false: only the sales no redemption links to (the unmatched sales); true: only the linked ones.' })) },
+  { additionalProperties: false },
+);
+
+export const SaleRow = Type.Object({
+  saleIndex: Type.Integer({ minimum: 0, description: '0-based data row of the sales file (or of the practice\'s sales as the job read them).' }),
+  entityId: Type.String({ description: 'How matches name this sale: its invoice number, "row:N", or the appointment id.' }),
+  linkedBy: Type.Array(Type.Integer(), { description: 'Redemption rows (recordIndex) that link to it now: accepted, or proposed in review without a decision.' }),
+  row: Type.Record(Type.String(), Type.Unknown(), { description: 'The sale as the file gave it.' }),
+});
+
 export const MatchRow = Type.Object({
   recordIndex: Type.Integer({ minimum: 0, description: '0-based data row of the file (line = recordIndex + 2 for a CSV with one header line and no embedded newlines).' }),
   band: StringEnum(BANDS),
