@@ -924,6 +924,23 @@ export interface components {
                     column: string | null;
                     message: string;
                 }[];
+                /** @description TRANSACTIONS: the sales the redemptions were matched against (null for other kinds). */
+                sales: {
+                    /**
+                     * @description file: the uploaded sales file; practice: the practice's completed appointments, read when the job runs.
+                     * @enum {string}
+                     */
+                    source: "file" | "practice";
+                    fileName: string | null;
+                    rows: number;
+                    bytes: number;
+                    columns: {
+                        column: string;
+                        readAs: string | null;
+                        /** @enum {string} */
+                        how: "mapping" | "recognised" | "ignored";
+                    }[];
+                } | null;
             };
             createdBy: {
                 /** @enum {string} */

@@ -797,7 +797,7 @@ export interface paths {
         put?: never;
         /**
          * Start a reconciliation job from an export file
-         * @description The body is the file: `text/csv` (streamed; `;`, tab or `|` separators and Windows-1252 detected, or `charset`), `application/json` (an array of records or `{"data": [...]}`), or `multipart/form-data` with the field `file` (TRANSACTIONS: `redemptions` and `sales`). Up to 200,000 rows and 100 MB. Answers 202 with the job and its Location; GET it for progress. A file that cannot be read is a 400 naming the line and column; with `onRowError=skip` the bad rows are reported on the job and the rest processed. 503 with Retry-After when the practice already has its share of jobs queued or the engine is unavailable.
+         * @description The body is the file: `text/csv` (streamed; `;`, tab or `|` separators and Windows-1252 detected, or `charset`), `application/json` (an array of records or `{"data": [...]}`), or `multipart/form-data` with the field `file` (TRANSACTIONS: `redemptions` and `sales`; with `redemptions` alone, or a text/csv body, the practice's completed appointments are the sales). Up to 200,000 rows and 100 MB. Answers 202 with the job and its Location; GET it for progress. A file that cannot be read is a 400 naming the line and column; with `onRowError=skip` the bad rows are reported on the job and the rest processed. 503 with Retry-After when the practice already has its share of jobs queued or the engine is unavailable.
          */
         post: operations["createReconciliationJob"];
         delete?: never;
@@ -842,6 +842,26 @@ export interface paths {
          * @description The job's rows with their matches, candidates and evidence, by band
          */
         get: operations["listReconciliationMatches"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/reconciliations/{id}/sales": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * TRANSACTIONS: the sales side, with the redemptions linked to each; linked=false lists the unmatched sales
+         * @description TRANSACTIONS: the sales side, with the redemptions linked to each; linked=false lists the unmatched sales
+         */
+        get: operations["listReconciliationSales"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1226,6 +1246,23 @@ export interface components {
                     column: string | null;
                     message: string;
                 }[];
+                /** @description TRANSACTIONS: the sales the redemptions were matched against (null for other kinds). */
+                sales: {
+                    /**
+                     * @description file: the uploaded sales file; practice: the practice's completed appointments, read when the job runs.
+                     * @enum {string}
+                     */
+                    source: "file" | "practice";
+                    fileName: string | null;
+                    rows: number;
+                    bytes: number;
+                    columns: {
+                        column: string;
+                        readAs: string | null;
+                        /** @enum {string} */
+                        how: "mapping" | "recognised" | "ignored";
+                    }[];
+                } | null;
             };
             createdBy: {
                 /** @enum {string} */
@@ -5740,7 +5777,7 @@ export interface operations {
     createReconciliationJob: {
         parameters: {
             query: {
-                /** @description PATIENTS: members -> patients. APPOINTMENTS: redemptions or sales -> completed appointments. TRANSACTIONS: redemptions -> sales (not yet available). */
+                /** @description PATIENTS: members -> patients. APPOINTMENTS: redemptions or sales -> completed appointments. TRANSACTIONS: reward redemptions -> the sales they discounted (multipart `redemptions` and `sales`; without `sales`, the practice's completed appointments at their charged price are the sales). */
                 kind: "PATIENTS" | "APPOINTMENTS" | "TRANSACTIONS";
                 algorithm?: "FUZZY_MATCH" | "ML_MODEL" | "HYBRID";
                 /** @description Rows at or above it are `accepted`. */
@@ -5754,6 +5791,14 @@ export interface operations {
                 /** @description skip: rows that cannot be read are reported and the others processed. */
                 onRowError?: "fail" | "skip";
                 oneToOne?: boolean;
+                /** @description TRANSACTIONS: a redemption may post 0 to this many days after its sale (never before it). */
+                maxLagDays?: number;
+                /** @description TRANSACTIONS: redemptions one sale may carry; 0 = no limit. */
+                maxRedemptionsPerSale?: number;
+                /** @description TRANSACTIONS: an amount fits within the larger of this many cents ... */
+                amountToleranceCents?: number;
+                /** @description TRANSACTIONS: ... and this percent of the expected amount (fees, rounding). */
+                amountTolerancePercent?: number;
                 /** @description JSON object: column -> canonical field (firstName, lastName, dateOfBirth, email, phone, memberId, ...) or "ignore". */
                 fieldMapping?: string;
             };
@@ -5828,6 +5873,23 @@ export interface operations {
                                 column: string | null;
                                 message: string;
                             }[];
+                            /** @description TRANSACTIONS: the sales the redemptions were matched against (null for other kinds). */
+                            sales: {
+                                /**
+                                 * @description file: the uploaded sales file; practice: the practice's completed appointments, read when the job runs.
+                                 * @enum {string}
+                                 */
+                                source: "file" | "practice";
+                                fileName: string | null;
+                                rows: number;
+                                bytes: number;
+                                columns: {
+                                    column: string;
+                                    readAs: string | null;
+                                    /** @enum {string} */
+                                    how: "mapping" | "recognised" | "ignored";
+                                }[];
+                            } | null;
                         };
                         createdBy: {
                             /** @enum {string} */
@@ -5995,6 +6057,23 @@ export interface operations {
                                 column: string | null;
                                 message: string;
                             }[];
+                            /** @description TRANSACTIONS: the sales the redemptions were matched against (null for other kinds). */
+                            sales: {
+                                /**
+                                 * @description file: the uploaded sales file; practice: the practice's completed appointments, read when the job runs.
+                                 * @enum {string}
+                                 */
+                                source: "file" | "practice";
+                                fileName: string | null;
+                                rows: number;
+                                bytes: number;
+                                columns: {
+                                    column: string;
+                                    readAs: string | null;
+                                    /** @enum {string} */
+                                    how: "mapping" | "recognised" | "ignored";
+                                }[];
+                            } | null;
                         };
                         createdBy: {
                             /** @enum {string} */
@@ -6124,6 +6203,23 @@ export interface operations {
                                 column: string | null;
                                 message: string;
                             }[];
+                            /** @description TRANSACTIONS: the sales the redemptions were matched against (null for other kinds). */
+                            sales: {
+                                /**
+                                 * @description file: the uploaded sales file; practice: the practice's completed appointments, read when the job runs.
+                                 * @enum {string}
+                                 */
+                                source: "file" | "practice";
+                                fileName: string | null;
+                                rows: number;
+                                bytes: number;
+                                columns: {
+                                    column: string;
+                                    readAs: string | null;
+                                    /** @enum {string} */
+                                    how: "mapping" | "recognised" | "ignored";
+                                }[];
+                            } | null;
                         };
                         createdBy: {
                             /** @enum {string} */
@@ -6306,6 +6402,103 @@ export interface operations {
             };
         };
     };
+    listReconciliationSales: {
+        parameters: {
+            query?: {
+                page?: number;
+                limit?: number;
+                /** @description false: only the sales no redemption links to (the unmatched sales); true: only the linked ones. */
+                linked?: boolean;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            /** @description 0-based data row of the sales file (or of the practice's sales as the job read them). */
+                            saleIndex: number;
+                            /** @description How matches name this sale: its invoice number, "row:N", or the appointment id. */
+                            entityId: string;
+                            /** @description Redemption rows (recordIndex) that link to it now: accepted, or proposed in review without a decision. */
+                            linkedBy: number[];
+                            /** @description The sale as the file gave it. */
+                            row: {
+                                [key: string]: unknown;
+                            };
+                        }[];
+                        pagination: components["schemas"]["Pagination"];
+                    };
+                };
+            };
+            /** @description Bad Request - Invalid request data */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Unauthorized - Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Forbidden - Insufficient permissions */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not Found - Resource not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Conflict - Resource conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Too Many Requests - Rate limit exceeded */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
     decideReconciliationMatches: {
         parameters: {
             query?: never;
@@ -6325,7 +6518,7 @@ export interface operations {
                          * @enum {string}
                          */
                         action: "accept" | "reject" | "choose" | "new";
-                        /** Format: uuid */
+                        /** @description For choose: one of the row's candidates (a patient or appointment id, or a sale: its invoice number or "row:N"). */
                         entityId?: string;
                     }[];
                     /**
@@ -6520,8 +6713,8 @@ export interface operations {
         parameters: {
             query?: {
                 format?: "csv" | "json";
-                /** @description exceptions: review and unmatched rows, and rejected ones. */
-                rows?: "all" | "exceptions";
+                /** @description exceptions: review and unmatched rows, and rejected ones. unmatched-sales (TRANSACTIONS): the sales no redemption links to, with the sales file's columns. */
+                rows?: "all" | "exceptions" | "unmatched-sales";
             };
             header?: never;
             path: {

@@ -31,6 +31,11 @@ export class JobVault {
     return seq;
   }
 
+  /** Deletes the job's rows of `part` (a re-run replaces the snapshot it took). */
+  async deleteRows(tx: Queryable, jobId: string, part: ChunkPart): Promise<void> {
+    await tx.query(`DELETE FROM reconciliation_job_chunks WHERE job_id = $1 AND part = $2`, [jobId, part]);
+  }
+
   /** The job's rows of `part`, in upload order. */
   async loadRows(tx: Queryable, jobId: string, part: ChunkPart): Promise<unknown[]> {
     const { rows } = await tx.query<{ seq: number; sealed: string }>(
