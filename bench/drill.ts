@@ -14,6 +14,11 @@
 // every acknowledged write (201) readable, no double booking, the login budget shared by all
 // instances, a revoked token refused by every instance. Exit 1 when a target is missed.
 //
+// HAProxy runs deploy/haproxy.cfg and the instances run as deploy/medspasync-pro@.service starts
+// them (its command and environment), with only addresses and secrets changed
+// (bench/deploy-files.ts): the deployment files can't drift from what was drilled. At the end,
+// every instance's /metrics is scraped under load and searched for the patients it created.
+//
 // The drill owns everything it runs: a PostgreSQL cluster of its own (initdb in a temporary
 // directory; it is restarted, so it can't be a server other work uses), a redis-server on a free
 // port, HAProxy, the instances. Needs Debian's haproxy and faketime packages and PostgreSQL's
@@ -24,10 +29,11 @@
 //   DRILL_CLIENTS=8 DRILL_REDIS_DOWN_S=60 DRILL_SKEW_S=20 npm run drill
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { HAPROXY_503_FILE, readHaproxyConfigForDrill, readServiceUnit, unitEnvironment, unitScript } from './deploy-files.js';
 import { freePort, sleep, startInstance, stopInstances, type Instance } from './instances.js';
 
 const CLIENTS = Number(process.env.DRILL_CLIENTS ?? 8);
@@ -134,49 +140,11 @@ class HaProxy {
     return `http://127.0.0.1:${this.port}`;
   }
   async start(): Promise<void> {
-    // When no instance is ready (the database is down), HAProxy answers itself: a 503 in the
-    // API's error envelope with Retry-After, like the instances' own 503s.
-    const body = JSON.stringify({
-      error: { code: 'SERVICE_UNAVAILABLE', message: 'No instance is ready; try again shortly', details: [] },
-    });
+    // deploy/haproxy.cfg itself, with the drill's addresses (bench/deploy-files.ts).
     const errorFile = join(this.root, '503.http');
-    writeFileSync(
-      errorFile,
-      `HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 5\r\ncache-control: no-store\r\n` +
-        `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-    );
+    copyFileSync(HAPROXY_503_FILE, errorFile);
     const config = join(this.root, 'haproxy.cfg');
-    writeFileSync(
-      config,
-      [
-        'global',
-        '  maxconn 4096',
-        'defaults',
-        '  mode http',
-        '  timeout connect 2s',
-        '  timeout client 60s',
-        '  timeout server 60s',
-        '  option forwardfor',
-        // A request an instance never answered (refused, or the instance died holding it) is sent to
-        // another. Safe for reads; a write is replayed only when it carries an Idempotency-Key,
-        // which the API answers from its stored response instead of running twice.
-        '  retries 2',
-        '  option redispatch 1',
-        '  retry-on conn-failure empty-response junk-response',
-        `  errorfile 503 ${errorFile}`,
-        'frontend api',
-        `  bind 127.0.0.1:${this.port}`,
-        '  default_backend instances',
-        'backend instances',
-        '  balance roundrobin',
-        '  http-request disable-l7-retry if !METH_GET !METH_HEAD !{ req.hdr(idempotency-key) -m found }',
-        '  option httpchk GET /health/ready',
-        '  http-check expect status 200',
-        '  default-server inter 1s fall 2 rise 2',
-        ...this.backends.map((port, i) => `  server api${i + 1} 127.0.0.1:${port} check`),
-        '',
-      ].join('\n'),
-    );
+    writeFileSync(config, readHaproxyConfigForDrill({ port: this.port, backends: this.backends, errorFile }));
     this.child = spawn('haproxy', ['-db', '-f', config], { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     this.child.stderr!.on('data', (chunk) => (err += String(chunk)));
@@ -201,6 +169,10 @@ class HaProxy {
 interface Sample {
   /** When the answer arrived, ms since the drill started. */
   at: number;
+  /** When the request was sent. */
+  sentAt: number;
+  /** Sent with an Idempotency-Key (or a GET): HAProxy may replay it on another instance. */
+  replayable: boolean;
   action: string;
   /** HTTP status, or 0 for a transport error or a timeout. */
   status: number;
@@ -254,6 +226,8 @@ interface World {
   practitionerIds: string[];
   serviceId: string;
   patients: string[];
+  /** The created patients' last names, looked for in every /metrics scrape. */
+  lastNames: string[];
   acknowledged: Acknowledged[];
   samples: Sample[];
 }
@@ -282,8 +256,9 @@ function randomSlot(): string {
 }
 
 async function login(world: World): Promise<string | undefined> {
+  const sentAt = now();
   const answer = await call(world.base, 'POST', '/v1/auth/login', { body: { email: world.adminEmail, password: world.password } });
-  world.samples.push({ at: now(), action: 'login', status: answer.status, retryAfter: answer.retryAfter, ok: answer.status === 200 });
+  world.samples.push({ at: now(), sentAt, replayable: false, action: 'login', status: answer.status, retryAfter: answer.retryAfter, ok: answer.status === 200 });
   return answer.status === 200 ? (answer.json as { accessToken: string }).accessToken : undefined;
 }
 
@@ -296,6 +271,7 @@ async function virtualUser(world: World, index: number, running: () => boolean):
       continue;
     }
     const roll = Math.random();
+    const sentAt = now();
     let action: string;
     let answer: Awaited<ReturnType<typeof call>>;
     if (index === 0 && roll < 0.05) {
@@ -315,6 +291,7 @@ async function virtualUser(world: World, index: number, running: () => boolean):
       if (answer.status === 201) {
         const id = (answer.json as { id: string }).id;
         world.patients.push(id);
+        world.lastNames.push(body.lastName);
         world.acknowledged.push({ kind: 'patient', id, at: now() });
       }
     } else if (roll < 0.97) {
@@ -335,7 +312,7 @@ async function virtualUser(world: World, index: number, running: () => boolean):
       continue;
     }
     const ok = EXPECTED[action]!.includes(answer.status);
-    world.samples.push({ at: now(), action, status: answer.status, retryAfter: answer.retryAfter, ok });
+    world.samples.push({ at: now(), sentAt, replayable: action !== 'reconcile', action, status: answer.status, retryAfter: answer.retryAfter, ok });
     // A token another instance refused (e.g. one minted by a skewed clock) is replaced, as a client would.
     if (answer.status === 401) {
       if (process.env.DRILL_DEBUG) console.log(`${action} 401 at ${(now() / 1000).toFixed(1)} s: ${JSON.stringify(answer.json)}`);
@@ -364,6 +341,15 @@ async function unreadable(world: World, writes: Acknowledged[], token: string): 
     );
   }
   return missing;
+}
+
+/** Every instance's /metrics (its own loopback port), searched for the patients the load created. */
+async function scrapeMetricsForPhi(world: World, ports: number[]): Promise<{ instances: number; samples: number; leaks: string[] }> {
+  const texts = await Promise.all(ports.map(async (port) => (await fetch(`http://127.0.0.1:${port}/metrics`)).text()));
+  const everything = texts.join('\n');
+  const leaks = [...world.lastNames, ...world.patients].filter((value) => everything.includes(value));
+  const samples = everything.split('\n').filter((line) => line !== '' && !line.startsWith('#')).length;
+  return { instances: texts.length, samples, leaks };
 }
 
 async function doubleBookings(db: pg.Client): Promise<number> {
@@ -411,6 +397,11 @@ interface PhaseReport {
   /** The same errors by action ("book 500"), to find their cause. */
   errorsByAction: Record<string, number>;
   allowed503: number;
+  /**
+   * Requests a SIGKILLed instance was holding that HAProxy may not replay (no Idempotency-Key):
+   * their outcome is unknown to the client, whatever the API does. Listed, not counted as errors.
+   */
+  inFlightAtKill: Record<string, number>;
   longestErrorRun: { count: number; seconds: number };
   recoverySeconds: number;
   unreadableWrites: number;
@@ -421,11 +412,12 @@ interface PhaseReport {
   notes: string[];
 }
 
-function summarise(samples: Sample[], healedAt: number, dependencyOutage: boolean): Omit<PhaseReport, 'fault' | 'unreadableWrites' | 'doubleBookings' | 'loginBudget' | 'revocation' | 'targetsMet' | 'notes'> {
+function summarise(samples: Sample[], healedAt: number, dependencyOutage: boolean, killedAt?: number): Omit<PhaseReport, 'fault' | 'unreadableWrites' | 'doubleBookings' | 'loginBudget' | 'revocation' | 'targetsMet' | 'notes'> {
   const ordered = [...samples].sort((a, b) => a.at - b.at);
   const errorsByStatus: Record<string, number> = {};
   const errorsByAction: Record<string, number> = {};
   let allowed503 = 0;
+  const inFlightAtKill: Record<string, number> = {};
   let run = { count: 0, start: 0, end: 0 };
   let longest = { count: 0, seconds: 0 };
   let lastError = -Infinity;
@@ -435,6 +427,11 @@ function summarise(samples: Sample[], healedAt: number, dependencyOutage: boolea
       continue;
     }
     const label = sample.status === 0 ? 'transport' : sample.status === 503 && sample.retryAfter ? '503+Retry-After' : String(sample.status);
+    const heldByKilledInstance = killedAt !== undefined && sample.sentAt <= killedAt && sample.at >= killedAt && !sample.replayable;
+    if (heldByKilledInstance && (label === 'transport' || label === '502')) {
+      inFlightAtKill[`${sample.action} ${label}`] = (inFlightAtKill[`${sample.action} ${label}`] ?? 0) + 1;
+      continue;
+    }
     errorsByStatus[label] = (errorsByStatus[label] ?? 0) + 1;
     errorsByAction[`${sample.action} ${label}`] = (errorsByAction[`${sample.action} ${label}`] ?? 0) + 1;
     if (dependencyOutage && label === '503+Retry-After') allowed503 += 1;
@@ -447,6 +444,7 @@ function summarise(samples: Sample[], healedAt: number, dependencyOutage: boolea
     errorsByStatus,
     errorsByAction,
     allowed503,
+    inFlightAtKill,
     longestErrorRun: longest,
     recoverySeconds: Math.max(0, (lastError - healedAt) / 1000),
   };
@@ -482,7 +480,6 @@ async function main(): Promise<void> {
     const password = `Drill-${randomBytes(12).toString('hex')}`;
     const adminEmail = 'drill-admin@example.test';
     const env: Record<string, string> = {
-      NODE_ENV: 'production',
       LOG_LEVEL: 'warn',
       JWT_SECRET: randomBytes(32).toString('base64url'),
       ENCRYPTION_KEY: randomBytes(32).toString('base64url'),
@@ -491,7 +488,6 @@ async function main(): Promise<void> {
       REDIS_URL: redis.url,
       MEDSPA_ADMIN_EMAIL: adminEmail,
       MEDSPA_ADMIN_PASSWORD: password,
-      TRUST_PROXY: '127.0.0.1',
       RATE_LIMIT_ENABLED: 'true',
       // Every client comes through HAProxy from one address: the per-IP budgets are set out of the
       // way; the per-account login budget keeps its default and is what the drill checks is shared.
@@ -502,12 +498,18 @@ async function main(): Promise<void> {
       RATE_LIMIT_RECONCILE_MAX: '10000000',
     };
     const dataDirs = ports.map(() => mkdtempSync(join(root, 'instance-')));
-    const startAt = (i: number, wrapper: string[] = []) => startInstance(env, dataDirs[i]!, { built: true, port: ports[i]!, wrapper });
+    // Each instance runs as deploy/medspasync-pro@.service would start instance 0N: its command
+    // and environment (metrics on 940N included), with the drill's secrets, addresses and budgets.
+    const unit = readServiceUnit();
+    if (unitScript(unit) !== 'dist/main.js') throw new Error(`the unit runs ${unitScript(unit)}; the drill runs dist/main.js`);
+    if (unit.killSignal !== 'SIGTERM') throw new Error(`the unit stops with ${unit.killSignal}; the drill stops with SIGTERM`);
+    const instanceEnv = (i: number) => ({ ...unitEnvironment(unit, String(i + 1).padStart(2, '0')), ...env });
+    const startAt = (i: number, wrapper: string[] = []) => startInstance(instanceEnv(i), dataDirs[i]!, { built: true, port: ports[i]!, wrapper });
     // One after the other: the first creates the schema and the administrator.
     for (let i = 0; i < 3; i++) instances.push(await startAt(i));
     await haproxy.start();
 
-    const world: World = { base: haproxy.base, adminEmail, password, practitionerIds: [], serviceId: '', patients: [], acknowledged: [], samples: [] };
+    const world: World = { base: haproxy.base, adminEmail, password, practitionerIds: [], serviceId: '', patients: [], lastNames: [], acknowledged: [], samples: [] };
     const token = await login(world);
     if (!token) throw new Error('the administrator could not log in');
     for (let i = 0; i < 3; i++) {
@@ -597,7 +599,7 @@ async function main(): Promise<void> {
       await sleep(SETTLE_S * 1000);
       const to = now();
       const samples = world.samples.filter((sample) => sample.at >= from && sample.at < to);
-      const summary = summarise(samples, healedAt, phase.outage);
+      const summary = summarise(samples, healedAt, phase.outage, phase.fault === 'kill' ? healedAt : undefined);
 
       const checkToken = (await login(world)) ?? '';
       const writes = world.acknowledged.slice(checked);
@@ -635,7 +637,9 @@ async function main(): Promise<void> {
       reports.push(report);
       console.log(
         `\n${phase.fault}: ${report.requests} requests, errors ${JSON.stringify(report.errorsByStatus)}, ` +
-          `(${JSON.stringify(report.errorsByAction)}), longest error run ${report.longestErrorRun.count} (${report.longestErrorRun.seconds.toFixed(1)} s), ` +
+          `(${JSON.stringify(report.errorsByAction)}), ` +
+          (Object.keys(report.inFlightAtKill).length ? `in flight on the killed instance, not replayable ${JSON.stringify(report.inFlightAtKill)}, ` : '') +
+          `longest error run ${report.longestErrorRun.count} (${report.longestErrorRun.seconds.toFixed(1)} s), ` +
           `recovered ${report.recoverySeconds.toFixed(1)} s after healing\n` +
           `  writes acknowledged and checked: ${writes.length}, unreadable ${missing.length}; double bookings ${doubles}; ` +
           `login budget ${budget.shared ? 'shared' : 'NOT shared'} (${budget.detail}); ` +
@@ -643,12 +647,14 @@ async function main(): Promise<void> {
           `=> ${targetsMet ? 'targets met' : 'TARGET MISSED'}${notes.length ? `\n  ${notes.join('; ')}` : ''}`,
       );
     }
+    const scraped = await scrapeMetricsForPhi(world, instances.map((_, i) => Number(instanceEnv(i).METRICS_PORT)));
+    console.log(`\n/metrics scraped under load from ${scraped.instances} instances: ${scraped.samples} samples, ${scraped.leaks.length} patient names or ids found${scraped.leaks.length ? ` (${scraped.leaks.slice(0, 3).join(', ')})` : ''}`);
     stopLoad = true;
     await Promise.all(load);
     const everything = await unreadable(world, world.acknowledged, (await login(world)) ?? '');
     console.log(`\nall ${world.acknowledged.length} acknowledged writes re-read at the end: ${everything.length} unreadable`);
     console.log(`\n${JSON.stringify({ clients: CLIENTS, redisDownSeconds: REDIS_DOWN_S, skewSeconds: SKEW_S, reports }, null, 2)}`);
-    if (everything.length > 0 || reports.some((report) => !report.targetsMet)) process.exitCode = 1;
+    if (everything.length > 0 || scraped.leaks.length > 0 || reports.some((report) => !report.targetsMet)) process.exitCode = 1;
   } finally {
     stopLoad = true;
     await checker?.end().catch(() => undefined);

@@ -2,8 +2,8 @@
 // built first): on the embedded PGlite at its first start (initdb included) and when it reopens
 // its data directory, and on PostgreSQL (DATABASE_URL, default the local test server) for
 // comparison. Each figure is `ps -o rss` (VmRSS) after /health/ready answers and 5 s of idling.
-// Metrics are on as by default (their listener on a free port); one more PGlite reopen with
-// METRICS_PORT=0 shows what they hold.
+// Metrics are on as by default (their listener on a free port); PGlite reopens with
+// METRICS_PORT=0 show what they hold. Reopens are sampled BENCH_SAMPLES times (default 3).
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -14,6 +14,14 @@ import { freePort, ROOT, rssMiB, sleep, startInstance, stopInstances } from './i
 
 const ADMIN_URL = process.env.DATABASE_URL ?? 'postgres://root@127.0.0.1:5432/test';
 const IDLE_MS = 5000;
+const SAMPLES = Number(process.env.BENCH_SAMPLES ?? 3);
+
+/** "median MiB (min–max of n)". */
+function describe(values: number[]): string {
+  const sorted = [...values].sort((a, b) => a - b);
+  const median = sorted[Math.floor(sorted.length / 2)]!;
+  return `${median.toFixed(0)} MiB (${sorted[0]!.toFixed(0)}–${sorted.at(-1)!.toFixed(0)} of ${sorted.length})`;
+}
 
 async function idleRss(env: Record<string, string>, dataDir: string): Promise<number> {
   const instance = await startInstance({ METRICS_PORT: String(await freePort()), ...env }, dataDir, { built: true });
@@ -33,11 +41,15 @@ async function main(): Promise<void> {
   const dbName = `medspa_memory_${randomBytes(4).toString('hex')}`;
   try {
     const first = await idleRss({ ...env, DATABASE_URL: '' }, dataDir);
-    const reopened = await idleRss({ ...env, DATABASE_URL: '' }, dataDir);
     console.log(`PGlite, first start (initdb):   ${first.toFixed(0)} MiB`);
-    console.log(`PGlite, reopening its data:     ${reopened.toFixed(0)} MiB`);
-    const withoutMetrics = await idleRss({ ...env, DATABASE_URL: '', METRICS_PORT: '0' }, dataDir);
-    console.log(`PGlite, reopening, METRICS_PORT=0: ${withoutMetrics.toFixed(0)} MiB`);
+    // Resident memory of one start varies by ±10 MiB (when the collector last ran): the median of
+    // SAMPLES starts, with the range beside it.
+    const reopened: number[] = [];
+    for (let i = 0; i < SAMPLES; i++) reopened.push(await idleRss({ ...env, DATABASE_URL: '' }, dataDir));
+    console.log(`PGlite, reopening its data:     ${describe(reopened)}`);
+    const withoutMetrics: number[] = [];
+    for (let i = 0; i < SAMPLES; i++) withoutMetrics.push(await idleRss({ ...env, DATABASE_URL: '', METRICS_PORT: '0' }, dataDir));
+    console.log(`PGlite, reopening, METRICS_PORT=0: ${describe(withoutMetrics)}`);
     await admin.connect();
     await admin.query(`CREATE DATABASE ${dbName}`);
     const url = new URL(ADMIN_URL);

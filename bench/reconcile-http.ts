@@ -5,7 +5,8 @@
 // split of 5,000 patients x 5,000 incoming records (test/reconcile/synthetic.ts), it
 //   1. starts the real server (buildApp + listen) on an embedded PGlite, or on PostgreSQL when
 //      DATABASE_URL is set (a fresh schema, dropped at the end);
-//   2. seeds a new practice's patients through POST /v1/patients/import (mode partial: rows the
+//   2. seeds a new practice's patients through POST /v1/patients/import { encryptPlaintextPatients } from '../src/patients/encrypt-existing.js';
+import (mode partial: rows the
 //      API refuses, e.g. FEBRL originals without a given name, are left out and their duplicates
 //      then have no true match). The synthetic split is seeded with SQL instead (one
 //      practice-scoped transaction): its generator makes random +1 numbers, many of which are not
@@ -144,6 +145,8 @@ async function main(): Promise<void> {
             else refused += 1;
           }
         });
+        // Seeded in plaintext as before migration 015: sealed as a start would.
+        await encryptPlaintextPatients(app.db, app.keyring);
       } else {
         const imported = await fetch(`${base}/v1/patients/import`, {
           method: 'POST',

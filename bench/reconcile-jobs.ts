@@ -7,11 +7,11 @@
 // job's running time, rows/s end to end, the process's peak RSS (server and client share it), and
 // precision / recall of the `accepted` band against the generator's truth.
 // Options: --size N (default 20000), --algorithm HYBRID.
-import { randomBytes } from 'node:crypto';
+import { encryptPlaintextPatients } from '../src/patients/encrypt-existing.js';
 import type { AddressInfo } from 'node:net';
 import { buildApp } from '../src/app.js';
 import { testConfig } from '../src/config.js';
-import { openPglite, openPostgres, type Database } from '../src/db/database.js';
+import { openBenchDatabase } from './bench-db.js';
 import { withPractice } from '../src/db/scope.js';
 import { createTestPractice } from '../test/helpers/identity.js';
 import { generateSyntheticSplit } from '../test/reconcile/synthetic.js';
@@ -22,20 +22,7 @@ const option = (name: string) => { const i = args.indexOf(`--${name}`); return i
 const SIZE = Number(option('size') ?? 20_000);
 const ALGORITHM = option('algorithm') ?? 'HYBRID';
 
-async function openDatabase(): Promise<{ db: Database; label: string; drop(): Promise<void> }> {
-  const url = process.env.DATABASE_URL;
-  if (!url) {
-    const db = await openPglite({ dataDir: undefined });
-    return { db, label: 'PGlite (embedded)', drop: () => db.close() };
-  }
-  const schema = `bench_${randomBytes(4).toString('hex')}`;
-  const admin = await openPostgres({ connectionString: url, poolSize: 1 });
-  await admin.exec(`CREATE SCHEMA ${schema}`);
-  const db = await openPostgres({ connectionString: url, poolSize: 10, searchPath: `${schema},public` });
-  return { db, label: 'PostgreSQL', drop: async () => { await db.close(); await admin.exec(`DROP SCHEMA ${schema} CASCADE`); await admin.close(); } };
-}
-
-const { db, label, drop } = await openDatabase();
+const { db, label, drop } = await openBenchDatabase();
 let peakRss = 0;
 const sampler = setInterval(() => { peakRss = Math.max(peakRss, process.memoryUsage().rss); }, 100);
 const base = testConfig({ logLevel: 'silent', rateLimitEnabled: false });
@@ -60,6 +47,8 @@ try {
       for (const row of rows) idByOriginal.set(row.original, row.id);
     }
   });
+  // Seeded in plaintext as before migration 015 (fast): sealed as a start would.
+  await encryptPlaintextPatients(db, app.keyring);
   const columns = [...new Set(split.incoming.flatMap((row) => Object.keys(row)))];
   const csv = [columns.map(csvCell).join(','), ...split.incoming.map((row) => columns.map((c) => csvCell(row[c])).join(','))].join('\r\n');
 

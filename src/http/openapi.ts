@@ -60,6 +60,22 @@ export function documentedResponses(schema: { body?: unknown; response?: Record<
   return responses;
 }
 
+/**
+ * The caller's view of a query string: a parameter with a default may be left out (validation fills
+ * the default in), so the document must not call it required. The route schema lists it as required
+ * because the handler always receives it; only the document changes, validation keeps the original.
+ */
+export function callerQuerystring(querystring: unknown): unknown {
+  if (querystring === null || typeof querystring !== 'object') return querystring;
+  const object = querystring as { required?: unknown; properties?: Record<string, { default?: unknown }> };
+  if (!Array.isArray(object.required) || object.properties === undefined) return querystring;
+  const properties = object.properties;
+  const required = (object.required as string[]).filter((name) => properties[name]?.default === undefined);
+  if (required.length === object.required.length) return querystring;
+  const { required: _all, ...rest } = object;
+  return required.length > 0 ? { ...rest, required } : rest;
+}
+
 export function operationIdFor(method: string, url: string): string {
   const words = url
     .replace(/^\/v\d+\//, '/')
@@ -143,6 +159,7 @@ export async function registerOpenApi(app: FastifyInstance, config: Config): Pro
       if (transformed.description === undefined && typeof transformed.summary === 'string') {
         transformed.description = transformed.summary;
       }
+      if (transformed.querystring !== undefined) transformed.querystring = callerQuerystring(transformed.querystring);
       const responses = documentedResponses(transformed);
       if (responses !== undefined) transformed.response = responses;
       return { schema: transformed as typeof schema, url };

@@ -36,9 +36,10 @@ const REGISTRY: ReadonlyArray<Omit<ApiVersion, 'deprecationDate' | 'sunsetDate'>
     version: 'v2',
     status: 'beta',
     features: ['advanced_ai', 'real_time_updates', 'webhooks'],
-    // real_time_updates: GET /v2/events/stream; webhooks: /v2/webhooks (docs/events.md). advanced_ai is the
-    // reconciliation workflow of /v2/reconciliations, not built yet.
-    featureStatus: { advanced_ai: 'planned', real_time_updates: 'available', webhooks: 'available' },
+    // real_time_updates: GET /v2/events/stream; webhooks: /v2/webhooks (docs/events.md). advanced_ai: the
+    // reconciliation workflow of /v2/reconciliations (PATIENTS, APPOINTMENTS, TRANSACTIONS jobs, review,
+    // apply, export; docs/reconciliation.md).
+    featureStatus: { advanced_ai: 'available', real_time_updates: 'available', webhooks: 'available' },
   },
 ];
 

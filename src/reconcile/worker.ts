@@ -5,6 +5,8 @@ import { isMainThread, parentPort } from 'node:worker_threads';
 import {
   reconcileAppointments,
   reconcilePatients,
+  reconcileTransactions,
+  type TransactionOptions,
   type PracticeAppointment,
   type PracticePatient,
   type ReconcileOptions,
@@ -13,7 +15,9 @@ import {
 
 export type ReconcileJob =
   | { target: 'PATIENTS'; practice: PracticePatient[]; incoming: unknown[]; options: ReconcileOptions }
-  | { target: 'APPOINTMENTS'; practice: PracticeAppointment[]; incoming: unknown[]; options: ReconcileOptions };
+  | { target: 'APPOINTMENTS'; practice: PracticeAppointment[]; incoming: unknown[]; options: ReconcileOptions }
+  /** Redemptions (incoming) against sales; saleIds name the sales (default: see saleEntityIds). */
+  | { target: 'TRANSACTIONS'; sales: unknown[]; saleIds?: string[]; incoming: unknown[]; options: TransactionOptions };
 
 /** Parent -> worker. */
 export interface JobMessage<J = unknown> {
@@ -27,9 +31,11 @@ export type ResultMessage<R = unknown> =
   | { id: number; ok: false; error: { name: string; message: string }; elapsedMs: number };
 
 export function runJob(job: ReconcileJob): ReconcileResult {
-  return job.target === 'APPOINTMENTS'
-    ? reconcileAppointments(job.practice, job.incoming, job.options)
-    : reconcilePatients(job.practice, job.incoming, job.options);
+  switch (job.target) {
+    case 'APPOINTMENTS': return reconcileAppointments(job.practice, job.incoming, job.options);
+    case 'TRANSACTIONS': return reconcileTransactions(job.incoming, job.sales, job.options, job.saleIds);
+    default: return reconcilePatients(job.practice, job.incoming, job.options);
+  }
 }
 
 if (!isMainThread && parentPort !== null) {

@@ -30,6 +30,12 @@ describe('versions', () => {
     const v2 = (body.data as unknown as Array<{ version: string; features: string[]; featureStatus: Record<string, string> }>).find((v) => v.version === 'v2')!;
     assert.deepEqual(Object.keys(v2.featureStatus).sort(), [...v2.features].sort(), 'every listed feature says whether it is available');
     assert.equal(v2.featureStatus.real_time_updates, 'available');
+    // advanced_ai is the /v2/reconciliations workflow, for every kind of job it lists.
+    assert.equal(v2.featureStatus.advanced_ai, 'available');
+    for (const kind of ['PATIENTS', 'APPOINTMENTS', 'TRANSACTIONS']) {
+      const refused = await app.inject({ method: 'POST', url: `/v2/reconciliations?kind=${kind}` });
+      assert.equal(refused.statusCode, 401, `${kind}: the route exists and asks for credentials`);
+    }
     assert.deepEqual(body.migrationStrategy, {
       backwardCompatibility: true,
       deprecationNotice: true,

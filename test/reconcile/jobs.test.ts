@@ -254,11 +254,6 @@ for (const target of databaseTargets()) {
       assert.match(errorOf(response, 413).message, /100 MB/);
     });
 
-    test('TRANSACTIONS accepts the two-file shape but answers a clear 422 until its matcher is wired', async () => {
-      const error = errorOf(await upload('Date,Amount,Member\n2026-11-02,50,A-1\n', 'kind=TRANSACTIONS'), 422);
-      assert.equal(error.code, 'KIND_NOT_SUPPORTED');
-    });
-
     test('DELETE cancels a queued job; a finished one is a 409', async () => {
       errorOf(await app.inject({ method: 'DELETE', url: `/v2/reconciliations/${jobId}`, headers: admin }), 409);
     });

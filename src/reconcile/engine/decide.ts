@@ -52,8 +52,11 @@ export interface Assignment {
  * Picks each record's best candidate at or above the threshold. With oneToOne, practice records
  * are handed out greedily by confidence, so a practice record goes to the incoming row that
  * fits it best and the others fall back to their next candidate (if still above the threshold).
+ * `capacity` is how many records one practice record may take under oneToOne (1: strictly one to
+ * one; a sale that may carry two rewards is 2). Ties in confidence go to the earlier record, then
+ * to its better-ranked candidate, so the result never depends on anything but the input order.
  */
-export function assign(decisions: readonly RecordDecision[], threshold: number, oneToOne: boolean): Assignment[] {
+export function assign(decisions: readonly RecordDecision[], threshold: number, oneToOne: boolean, capacity = 1): Assignment[] {
   if (!oneToOne) {
     const result: Assignment[] = [];
     for (const decision of decisions) {
@@ -73,12 +76,13 @@ export function assign(decisions: readonly RecordDecision[], threshold: number, 
     });
   });
   options.sort((a, b) => b.confidence - a.confidence || a.decision - b.decision || a.choice - b.choice);
-  const takenPractice = new Set<number>();
+  const taken = new Map<number, number>();
   const assigned = new Map<number, number>();
   for (const option of options) {
-    if (assigned.has(option.decision) || takenPractice.has(option.practiceIndex)) continue;
+    const uses = taken.get(option.practiceIndex) ?? 0;
+    if (assigned.has(option.decision) || uses >= capacity) continue;
     assigned.set(option.decision, option.choice);
-    takenPractice.add(option.practiceIndex);
+    taken.set(option.practiceIndex, uses + 1);
   }
   return [...assigned.entries()]
     .map(([d, choice]) => ({ recordIndex: (decisions[d] as RecordDecision).recordIndex, choice }))

@@ -7,6 +7,8 @@ import { linkPeople, preparePractice, type Algorithm, type PersonLinkage } from 
 import { preparePerson, type PreparedPerson } from './prepare.js';
 import { reconcileAppointmentRows } from './appointments.js';
 
+export { appointmentSales, reconcileTransactions, saleEntityIds, type TransactionOptions, type TransactionResult } from './transactions.js';
+
 export type { Algorithm } from './people.js';
 
 export interface PracticePatient {
@@ -54,7 +56,7 @@ export interface Candidate {
 
 export interface ReconciliationMatch {
   recordIndex: number;
-  entityType: 'PATIENT' | 'APPOINTMENT';
+  entityType: 'PATIENT' | 'APPOINTMENT' | 'SALE';
   entityId: string;
   confidence: number;
   fieldScores: Record<string, number>;

@@ -6,7 +6,8 @@ export type CanonicalField =
   | 'dateOfBirth' | 'email' | 'phone' | 'gender'
   | 'streetNumber' | 'addressLine1' | 'addressLine2' | 'city' | 'state' | 'postalCode' | 'country'
   | 'memberId'
-  | 'serviceDate' | 'service' | 'amount' | 'amountCents';
+  | 'serviceDate' | 'service' | 'amount' | 'amountCents'
+  | 'transactionId';
 
 /** A raw record with its keys recognised; values are still raw text (normalisers run later). */
 export interface CanonicalRecord {
@@ -32,6 +33,8 @@ export interface CanonicalRecord {
   service: string | null;
   amount: string | null;
   amountCents: number | null;
+  /** The transaction's own id on its system (POS invoice or ticket number, redemption id). */
+  transactionId: string | null;
 }
 
 export function emptyRecord(): CanonicalRecord {
@@ -40,6 +43,7 @@ export function emptyRecord(): CanonicalRecord {
     dateOfBirth: null, emails: [], phones: [], gender: null,
     streetNumber: null, addressLine1: null, addressLine2: null, city: null, state: null, postalCode: null,
     country: null, memberIds: [], serviceDate: null, service: null, amount: null, amountCents: null,
+    transactionId: null,
   };
 }
 
@@ -101,11 +105,12 @@ const ALIASES: Record<CanonicalField, readonly string[]> = {
     'date', 'servicedate', 'transactiondate', 'redemptiondate', 'redeemeddate', 'redeemedat', 'visitdate',
     'appointmentdate', 'treatmentdate', 'purchasedate', 'saledate', 'dateofservice', 'dos', 'posteddate',
     'postdate', 'orderdate', 'datetime', 'starttime', 'start', 'startsat', 'scheduledat', 'transactiontime',
-    'redemptiontime',
+    'redemptiontime', 'redeemedon', 'redemptionon', 'saleon', 'postedon',
   ],
   service: [
     'service', 'servicename', 'product', 'productname', 'treatment', 'treatmentname', 'item', 'itemname',
     'description', 'procedure', 'procedurename', 'offer', 'offername', 'brand', 'sku', 'lineitem',
+    'memo', 'itemdescription', 'productdescription', 'servicedescription',
   ],
   amount: [
     'amount', 'total', 'price', 'value', 'reward', 'rewardamount', 'rewardvalue', 'saleamount', 'subtotal',
@@ -113,6 +118,12 @@ const ALIASES: Record<CanonicalField, readonly string[]> = {
     'totalamount', 'grandtotal', 'cost',
   ],
   amountCents: ['pricecents', 'amountcents', 'totalcents', 'valuecents', 'rewardcents'],
+  transactionId: [
+    'transactionid', 'transactionnumber', 'transactionno', 'txnid', 'txn', 'invoice', 'invoiceid', 'invoicenumber',
+    'invoiceno', 'receipt', 'receiptid', 'receiptnumber', 'receiptno', 'orderid', 'ordernumber', 'orderno', 'saleid',
+    'salenumber', 'ticket', 'ticketid', 'ticketnumber', 'ticketno', 'redemptionid', 'redemptionnumber', 'claimid',
+    'claimnumber', 'checkoutid', 'posid', 'reference', 'referencenumber', 'referenceno', 'ref', 'refno',
+  ],
 };
 
 const FIELD_BY_KEY: ReadonlyMap<string, CanonicalField> = (() => {
@@ -144,6 +155,8 @@ const KEY_PATTERNS: readonly [RegExp, CanonicalField][] = [
   [/memberid|loyalty|membernumber|accountnumber|rewards?(?:id|no|num|number)$/, 'memberId'],
   // "Cust Name", "Pt Name", "Guest Name": a person's whole name.
   [/^(?:pt|cust|mbr|patient|client|customer|member|guest|contact)name$/, 'fullName'],
+  // "Invoice #", "Txn No", "POS Ticket Number": the transaction's own id.
+  [/^(?:pos)?(?:transaction|txn|invoice|receipt|order|ticket|sale|redemption|claim)(?:id|no|num|number)$/, 'transactionId'],
 ];
 
 /** Case- and punctuation-insensitive key: "First Name", first_name and firstName all become "firstname". */

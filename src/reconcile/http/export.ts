@@ -3,6 +3,7 @@
 import type { JobRow } from '../jobs/store.js';
 import { acceptedEntity } from '../review/apply.js';
 import type { RecordDetail, RecordRow } from '../review/store.js';
+import type { SaleLine } from '../review/sales.js';
 
 export interface ExportLine {
   recordIndex: number;
@@ -59,5 +60,13 @@ export function exportCsv(job: JobRow, lines: readonly ExportLine[]): string {
   for (const line of lines) {
     out.push([...FIXED.map((key) => csvCell(line[key])), ...fileColumns.map((c) => csvCell(line.row[c]))].join(','));
   }
+  return `\uFEFF${out.join('\r\n')}\r\n`;
+}
+
+/** TRANSACTIONS: the sales no redemption links to, with the sales file's own columns. */
+export function exportSalesCsv(columns: readonly string[], lines: readonly SaleLine[]): string {
+  const header = ['saleIndex', 'entityId', ...columns.map((c) => `sale: ${c}`)];
+  const out = [header.map(csvCell).join(',')];
+  for (const line of lines) out.push([csvCell(line.saleIndex), csvCell(line.entityId), ...columns.map((c) => csvCell(line.row[c]))].join(','));
   return `\uFEFF${out.join('\r\n')}\r\n`;
 }

@@ -2,7 +2,7 @@
 // Upload an export (CSV or JSON) -> 202 and a job -> the runner matches it in the background
 // (jobs/runner.ts) -> review the matches by band -> decide -> apply -> export. Every route is
 // practice-scoped; another practice's job is a 404 like an unknown one.
-import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { recordAudit, requestOrigin } from '../../audit/audit.js';
@@ -17,16 +17,21 @@ import { validationDetails } from '../../http/error-handler.js';
 import { PatientCreateV1, fromPatientWriteV1 } from '../../patients/schema.v1.js';
 import type { CircuitBreaker } from '../../resilience/circuit-breaker.js';
 import { recogniseKey } from '../engine/fields.js';
-import { describeColumns } from '../input/columns.js';
+import { describeColumns, type ColumnReading } from '../input/columns.js';
+import { TRANSACTION_DEFAULTS } from '../engine/transactions.js';
 import { declaredCharset, acceptFileBodies, readUpload, type InputFile } from '../input/upload.js';
 import { applyPatientDecisions, acceptedEntity } from '../review/apply.js';
 import { allRecords, decideBand, findRecords, listRecords, markApplied, writeDecisions, type DecisionWrite, type RecordDetail, type RecordRow } from '../review/store.js';
 import type { JobVault, PracticeJobVault } from '../jobs/sealed.js';
-import { activeJobCount, cancelJob, findJob, insertJob, listJobs, setInputChunks, type JobRow } from '../jobs/store.js';
+import { entityResourceType } from '../jobs/runner.js';
+import { activeJobCount, cancelJob, findJob, insertJob, listJobs, setInputChunks, type JobRow, type SalesInput, type TransactionSettings } from '../jobs/store.js';
 import {
   ApplyResult, CreateJobQuery, DEFAULT_REVIEW_FLOOR, DecisionsBody, DecisionsResult, ExportQuery, Job, JobListQuery, JobParams, MatchesQuery, MatchRow,
+  SaleRow, SalesQuery,
 } from './schema.js';
-import { exportCsv, exportRows } from './export.js';
+import { exportCsv, exportRows, exportSalesCsv } from './export.js';
+import { saleLines } from '../review/sales.js';
+import { saleEntityIds } from '../engine/transactions.js';
 
 export interface ReconciliationJobRouteOptions {
   vault: JobVault;
@@ -88,6 +93,7 @@ export function toJob(job: JobRow): Job {
     input: {
       format: job.options.format, fileName: job.file_name, bytes: Number(job.file_bytes), encoding: job.options.encoding,
       delimiter: job.options.delimiter, columns: job.columns, badRows: job.bad_rows,
+      sales: job.options.sales ?? null,
     },
     createdBy: { type: job.created_by_type, id: job.created_by_id },
     error: job.error_code === null ? null : { code: job.error_code, message: job.error_message ?? '' },
@@ -111,6 +117,18 @@ function parseFieldMapping(text: string | undefined): Record<string, string> | u
     throw validationError(unknown.map(([key, target]) => ({ field: `fieldMapping.${key.slice(0, 100)}`, message: `"${target.slice(0, 100)}" is not a known field (firstName, lastName, dateOfBirth, email, phone, memberId, ... or "ignore")` })));
   }
   return mapping;
+}
+
+/** A transactions file must have a date and an amount column: without them nothing can be matched. */
+function requireTransactionColumns(name: 'redemptions' | 'sales', columns: readonly ColumnReading[]): void {
+  const read = new Set(columns.map((c) => c.readAs));
+  const missing = [
+    ...(read.has('serviceDate') ? [] : ['a date']),
+    ...(read.has('amount') || read.has('amountCents') ? [] : ['an amount']),
+  ];
+  if (missing.length === 0) return;
+  throw new AppError('INVALID_FILE', 400, `The ${name} file needs ${missing.join(' and ')} column (e.g. "Date", "Amount"); name it in fieldMapping if it is called otherwise`,
+    columns.slice(0, 100).map((c) => ({ field: `${name}.${c.column.slice(0, 100)}`, message: c.readAs === null ? 'not recognised' : `read as ${c.readAs}` })));
 }
 
 /** The named job schema (components.schemas.ReconciliationJob), referred to by the list. */
@@ -153,7 +171,8 @@ export const reconciliationJobRoutes: FastifyPluginAsync<ReconciliationJobRouteO
         description:
           'The body is the file: `text/csv` (streamed; `;`, tab or `|` separators and Windows-1252 detected, or `charset`), ' +
           '`application/json` (an array of records or `{"data": [...]}`), or `multipart/form-data` with the field `file` ' +
-          '(TRANSACTIONS: `redemptions` and `sales`). Up to 200,000 rows and 100 MB. Answers 202 with the job and its Location; ' +
+          '(TRANSACTIONS: `redemptions` and `sales`; with `redemptions` alone, or a text/csv body, the practice\'s completed appointments are the sales). ' +
+          'Up to 200,000 rows and 100 MB. Answers 202 with the job and its Location; ' +
           'GET it for progress. A file that cannot be read is a 400 naming the line and column; with `onRowError=skip` the bad rows ' +
           'are reported on the job and the rest processed. 503 with Retry-After when the practice already has its share of jobs queued or the engine is unavailable.',
         operationId: 'createReconciliationJob',
@@ -187,31 +206,48 @@ export const reconciliationJobRoutes: FastifyPluginAsync<ReconciliationJobRouteO
 
       const fields = kind === 'TRANSACTIONS' ? ['redemptions', 'sales', 'file'] : ['file'];
       const files = await readUpload(request, { maxRows: settings.maxRows, maxBytes: settings.maxBytes, charset, onRowError: query.onRowError ?? 'fail', fields });
-      if (kind === 'TRANSACTIONS') {
-        const redemptions = files.get('redemptions') ?? files.get('file');
-        if (redemptions === undefined) throw validationError([{ field: 'redemptions', message: 'send the redemptions file (and optionally the sales file; without it the practice\'s own sales are used)' }]);
-        throw unprocessable('KIND_NOT_SUPPORTED', 'TRANSACTIONS matching (redemptions against sales) is not available yet on this server; PATIENTS and APPOINTMENTS are');
+      const file: InputFile | undefined = kind === 'TRANSACTIONS' ? (files.get('redemptions') ?? files.get('file')) : files.get('file');
+      if (file === undefined) {
+        throw validationError([kind === 'TRANSACTIONS'
+          ? { field: 'redemptions', message: 'send the redemptions file (as the body, or the multipart field "redemptions"), and optionally the sales file (field "sales"); without it the practice\'s own completed appointments are the sales' }
+          : { field: 'file', message: 'send the export as the body (text/csv or application/json) or as the multipart field "file"' }]);
       }
-      const file: InputFile | undefined = files.get('file');
-      if (file === undefined) throw validationError([{ field: 'file', message: 'send the export as the body (text/csv or application/json) or as the multipart field "file"' }]);
       const columns = describeColumns(file.header, fieldMapping);
-      if (!columns.some((c) => c.readAs !== null)) {
+      const salesFile = kind === 'TRANSACTIONS' ? files.get('sales') : undefined;
+      const salesColumns = salesFile === undefined ? [] : describeColumns(salesFile.header, fieldMapping);
+      if (kind === 'TRANSACTIONS') {
+        requireTransactionColumns('redemptions', columns);
+        if (salesFile !== undefined) requireTransactionColumns('sales', salesColumns);
+      } else if (!columns.some((c) => c.readAs !== null)) {
         throw new AppError('INVALID_FILE', 400, 'None of the columns could be read as a field (name, date of birth, email, phone, member id, ...): name them in fieldMapping', columns.slice(0, 100).map((c) => ({ field: c.column.slice(0, 100), message: 'not recognised' })));
       }
+      const sales: SalesInput | undefined = kind !== 'TRANSACTIONS' ? undefined : salesFile === undefined
+        ? { source: 'practice', fileName: null, rows: 0, bytes: 0, columns: [] }
+        : { source: 'file', fileName: salesFile.fileName, rows: salesFile.rows.length, bytes: salesFile.bytes, columns: salesColumns };
+      const transactions: TransactionSettings | undefined = kind !== 'TRANSACTIONS' ? undefined : {
+        maxLagDays: query.maxLagDays ?? TRANSACTION_DEFAULTS.maxLagDays,
+        maxRedemptionsPerSale: query.maxRedemptionsPerSale ?? TRANSACTION_DEFAULTS.maxRedemptionsPerSale,
+        amountToleranceCents: query.amountToleranceCents ?? TRANSACTION_DEFAULTS.amountToleranceCents,
+        amountTolerancePercent: query.amountTolerancePercent ?? TRANSACTION_DEFAULTS.amountTolerancePercent,
+      };
 
       const jobVault = vault.for(await app.keyring.forPractice(practiceId));
       const id = await withPractice(app.db, practiceId, async (tx) => {
         const jobId = await insertJob(tx, {
           practiceId, kind, algorithm: query.algorithm ?? 'HYBRID', confidence, reviewFloor, source: query.source ?? null,
-          options: { oneToOne: query.oneToOne ?? false, ...(fieldMapping ? { fieldMapping } : {}), format: file.format, encoding: file.encoding, delimiter: file.delimiter, badRowCount: file.badRowCount },
+          options: {
+            oneToOne: query.oneToOne ?? false, ...(fieldMapping ? { fieldMapping } : {}), format: file.format, encoding: file.encoding, delimiter: file.delimiter,
+            badRowCount: file.badRowCount + (salesFile?.badRowCount ?? 0), ...(sales ? { sales } : {}), ...(transactions ? { transactions } : {}),
+          },
           columns, badRows: file.badRows, fileName: file.fileName, fileBytes: file.bytes, rowsRead: file.rows.length,
           createdBy: { type: principal.kind, id: principal.id },
         });
         await setInputChunks(tx, jobId, await jobVault.storeRows(tx, practiceId, jobId, 'input', file.rows));
+        if (salesFile !== undefined) await jobVault.storeRows(tx, practiceId, jobId, 'practice_input', salesFile.rows);
         await recordAudit(tx, {
           ...actorOf(request, principal), action: 'reconciliation.job.create',
           resourceType: 'reconciliation_job', resourceIds: [jobId], outcome: 'success',
-          details: { kind, rows: file.rows.length, badRows: file.badRowCount, bytes: file.bytes, format: file.format },
+          details: { kind, rows: file.rows.length, badRows: file.badRowCount, bytes: file.bytes, format: file.format, ...(sales ? { sales: sales.source, salesRows: sales.rows } : {}) },
         });
         return jobId;
       });
@@ -320,11 +356,43 @@ export const reconciliationJobRoutes: FastifyPluginAsync<ReconciliationJobRouteO
         const data = records.map((record) => toMatch(jobVault, job, record));
         await recordAudit(tx, {
           ...actorOf(request, principal),
-          action: 'reconciliation.job.read', resourceType: job.kind === 'APPOINTMENTS' ? 'appointment' : 'patient',
-          resourceIds: [...new Set(data.flatMap((d) => d.candidates.map((c) => c.entityId)))], outcome: 'success',
+          action: 'reconciliation.job.read', resourceType: entityResourceType(job),
+          resourceIds: entityResourceType(job) === 'reconciliation_job' ? [job.id] : [...new Set(data.flatMap((d) => d.candidates.map((c) => c.entityId)))], outcome: 'success',
           details: { jobId: job.id, band: band ?? null, page },
         });
         return { data, pagination: pagination(page, limit, total) };
+      });
+    },
+  );
+
+  app.get(
+    '/reconciliations/:id/sales',
+    {
+      config: { permission: 'read:patients' },
+      schema: {
+        tags: ['AI'], summary: 'TRANSACTIONS: the sales side, with the redemptions linked to each; linked=false lists the unmatched sales', operationId: 'listReconciliationSales',
+        params: JobParams, querystring: SalesQuery,
+        response: { 200: paginated(SaleRow), ...errorResponses(400, 401, 403, 404, 409, 429) },
+      },
+    },
+    async (request) => {
+      const principal = principalOf(request);
+      const { page, limit, linked } = request.query;
+      const jobVault = vault.for(await app.keyring.forPractice(principal.practiceId));
+      return withPractice(app.db, principal.practiceId, async (tx) => {
+        const job = await requireJob(tx, principal, request.params.id);
+        requireSucceeded(job);
+        if (job.kind !== 'TRANSACTIONS') throw validationError([{ field: 'id', message: 'the sales side is for TRANSACTIONS jobs' }]);
+        const lines = await salesOfJob(tx, jobVault, job);
+        const chosen = linked === undefined ? lines : lines.filter((line) => (line.linkedBy.length > 0) === linked);
+        const data = chosen.slice((page - 1) * limit, page * limit);
+        await recordAudit(tx, {
+          ...actorOf(request, principal),
+          action: 'reconciliation.job.read', resourceType: entityResourceType(job),
+          resourceIds: entityResourceType(job) === 'reconciliation_job' ? [job.id] : data.map((line) => line.entityId), outcome: 'success',
+          details: { jobId: job.id, sales: true, linked: linked ?? null, page },
+        });
+        return { data, pagination: pagination(page, limit, chosen.length) };
       });
     },
   );
@@ -440,6 +508,33 @@ export const reconciliationJobRoutes: FastifyPluginAsync<ReconciliationJobRouteO
     },
   );
 
+  /** TRANSACTIONS: every sale the job matched against, with the redemption rows linked to it now. */
+  const salesOfJob = async (tx: Queryable, jobVault: PracticeJobVault, job: JobRow) => {
+    const saleRows = await jobVault.loadRows(tx, job.id, 'practice_input');
+    return saleLines(await allRecords(tx, job.id), saleEntityIds(saleRows, job.options.fieldMapping), saleRows);
+  };
+
+  /** TRANSACTIONS: the sales no redemption links to now (see review/sales.ts). */
+  const exportUnmatchedSales = async (request: FastifyRequest, jobId: string, reply: FastifyReply, principal: Principal, format: 'csv' | 'json') => {
+    const jobVault = vault.for(await app.keyring.forPractice(principal.practiceId));
+    const { job, lines } = await withPractice(app.db, principal.practiceId, async (tx) => {
+      const found = await requireJob(tx, principal, jobId);
+      requireSucceeded(found);
+      if (found.kind !== 'TRANSACTIONS') throw validationError([{ field: 'rows', message: 'unmatched-sales is for TRANSACTIONS jobs' }]);
+      const unmatched = (await salesOfJob(tx, jobVault, found)).filter((line) => line.linkedBy.length === 0);
+      await recordAudit(tx, {
+        ...actorOf(request, principal),
+        action: 'reconciliation.export', resourceType: 'reconciliation_job', resourceIds: [found.id], outcome: 'success',
+        details: { format, rows: 'unmatched-sales', count: unmatched.length },
+      });
+      return { job: found, lines: unmatched };
+    });
+    void reply.header('content-disposition', `attachment; filename="reconciliation-${job.id}-unmatched-sales.${format}"`).header('cache-control', 'no-store');
+    if (format === 'json') return reply.type('application/json').send(JSON.stringify({ jobId: job.id, kind: job.kind, sales: lines }));
+    const columns = lines.length === 0 ? [] : Object.keys(lines[0]!.row);
+    return reply.type('text/csv; charset=utf-8').send(exportSalesCsv(job.options.sales?.columns.map((c) => c.column) ?? columns, lines));
+  };
+
   app.get(
     '/reconciliations/:id/export',
     {
@@ -454,6 +549,7 @@ export const reconciliationJobRoutes: FastifyPluginAsync<ReconciliationJobRouteO
       const principal = principalOf(request);
       const format = request.query.format ?? 'csv';
       const which = request.query.rows ?? 'all';
+      if (which === 'unmatched-sales') return exportUnmatchedSales(request, request.params.id, reply, principal, format);
       const jobVault = vault.for(await app.keyring.forPractice(principal.practiceId));
       const { job, lines } = await withPractice(app.db, principal.practiceId, async (tx) => {
         const found = await requireJob(tx, principal, request.params.id);

@@ -10,7 +10,7 @@ export const DEFAULT_REVIEW_FLOOR = 0.5;
 
 export const CreateJobQuery = Type.Object(
   {
-    kind: StringEnum(JOB_KINDS, { description: 'PATIENTS: members -> patients. APPOINTMENTS: redemptions or sales -> completed appointments. TRANSACTIONS: redemptions -> sales (not yet available).' }),
+    kind: StringEnum(JOB_KINDS, { description: 'PATIENTS: members -> patients. APPOINTMENTS: redemptions or sales -> completed appointments. TRANSACTIONS: reward redemptions -> the sales they discounted (multipart `redemptions` and `sales`; without `sales`, the practice\'s completed appointments at their charged price are the sales).' }),
     algorithm: Type.Optional(StringEnum(ALGORITHMS, { default: 'HYBRID' })),
     confidence: Type.Optional(Type.Number({ minimum: 0.1, maximum: 1, default: 0.8, description: 'Rows at or above it are `accepted`.' })),
     reviewFloor: Type.Optional(Type.Number({ minimum: 0.1, maximum: 1, description: `Rows between it and confidence are \`review\`; below, \`unmatched\`. Default ${DEFAULT_REVIEW_FLOOR} (or confidence if lower).` })),
@@ -18,6 +18,10 @@ export const CreateJobQuery = Type.Object(
     charset: Type.Optional(Type.String({ maxLength: 40, description: 'utf-8 or windows-1252; detected when absent.' })),
     onRowError: Type.Optional(StringEnum(['fail', 'skip'] as const, { default: 'fail', description: 'skip: rows that cannot be read are reported and the others processed.' })),
     oneToOne: Type.Optional(Type.Boolean({ default: false })),
+    maxLagDays: Type.Optional(Type.Integer({ minimum: 0, maximum: 365, default: 30, description: 'TRANSACTIONS: a redemption may post 0 to this many days after its sale (never before it).' })),
+    maxRedemptionsPerSale: Type.Optional(Type.Integer({ minimum: 0, maximum: 100, default: 1, description: 'TRANSACTIONS: redemptions one sale may carry; 0 = no limit.' })),
+    amountToleranceCents: Type.Optional(Type.Integer({ minimum: 0, maximum: 100_000, default: 100, description: 'TRANSACTIONS: an amount fits within the larger of this many cents ...' })),
+    amountTolerancePercent: Type.Optional(Type.Number({ minimum: 0, maximum: 50, default: 2, description: 'TRANSACTIONS: ... and this percent of the expected amount (fees, rounding).' })),
     fieldMapping: Type.Optional(Type.String({ maxLength: 10_000, description: 'JSON object: column -> canonical field (firstName, lastName, dateOfBirth, email, phone, memberId, ...) or "ignore".' })),
   },
   { additionalProperties: false },
@@ -69,6 +73,16 @@ export const Job = Type.Object(
       delimiter: Type.Union([Type.String(), Type.Null()]),
       columns: Type.Array(Column),
       badRows: Type.Array(BadRow, { description: 'Rows left out (onRowError=skip), at most 1,000 listed.' }),
+      sales: Type.Union([
+        Type.Object({
+          source: StringEnum(['file', 'practice'] as const, { description: 'file: the uploaded sales file; practice: the practice\'s completed appointments, read when the job runs.' }),
+          fileName: Type.Union([Type.String(), Type.Null()]),
+          rows: Type.Integer(),
+          bytes: Type.Integer(),
+          columns: Type.Array(Column),
+        }),
+        Type.Null(),
+      ], { description: 'TRANSACTIONS: the sales the redemptions were matched against (null for other kinds).' }),
     }),
     createdBy: Type.Object({ type: StringEnum(['user', 'api_key'] as const), id: Type.String() }),
     error: Type.Union([Type.Object({ code: Type.String(), message: Type.String() }), Type.Null()]),
@@ -83,6 +97,18 @@ export const MatchesQuery = Type.Object(
   { ...PageQuery, band: Type.Optional(StringEnum(BANDS)), undecided: Type.Optional(Type.Boolean({ description: 'Only rows without a decision.' })) },
   { additionalProperties: false },
 );
+
+export const SalesQuery = Type.Object(
+  { ...PageQuery, linked: Type.Optional(Type.Boolean({ description: 'false: only the sales no redemption links to (the unmatched sales); true: only the linked ones.' })) },
+  { additionalProperties: false },
+);
+
+export const SaleRow = Type.Object({
+  saleIndex: Type.Integer({ minimum: 0, description: '0-based data row of the sales file (or of the practice\'s sales as the job read them).' }),
+  entityId: Type.String({ description: 'How matches name this sale: its invoice number, "row:N", or the appointment id.' }),
+  linkedBy: Type.Array(Type.Integer(), { description: 'Redemption rows (recordIndex) that link to it now: accepted, or proposed in review without a decision.' }),
+  row: Type.Record(Type.String(), Type.Unknown(), { description: 'The sale as the file gave it.' }),
+});
 
 export const MatchRow = Type.Object({
   recordIndex: Type.Integer({ minimum: 0, description: '0-based data row of the file (line = recordIndex + 2 for a CSV with one header line and no embedded newlines).' }),
@@ -109,7 +135,7 @@ export const DecisionsBody = Type.Object(
       Type.Object({
         recordIndex: Type.Integer({ minimum: 0 }),
         action: StringEnum(DECISIONS, { description: 'accept the engine\'s choice, reject it, choose another candidate (entityId), or new: create a patient from the row on apply.' }),
-        entityId: Type.Optional(Type.String({ format: 'uuid' })),
+        entityId: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'For choose: one of the row\'s candidates (a patient or appointment id, or a sale: its invoice number or "row:N").' })),
       }, { additionalProperties: false }),
       { minItems: 1, maxItems: 1000 },
     )),
@@ -132,7 +158,7 @@ export const ApplyResult = Type.Object({
 export const ExportQuery = Type.Object(
   {
     format: Type.Optional(StringEnum(['csv', 'json'] as const, { default: 'csv' })),
-    rows: Type.Optional(StringEnum(['all', 'exceptions'] as const, { default: 'all', description: 'exceptions: review and unmatched rows, and rejected ones.' })),
+    rows: Type.Optional(StringEnum(['all', 'exceptions', 'unmatched-sales'] as const, { default: 'all', description: 'exceptions: review and unmatched rows, and rejected ones. unmatched-sales (TRANSACTIONS): the sales no redemption links to, with the sales file\'s columns.' })),
   },
   { additionalProperties: false },
 );

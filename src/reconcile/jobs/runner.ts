@@ -7,11 +7,12 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { recordAudit } from '../../audit/audit.js';
-import type { Database } from '../../db/database.js';
+import type { Database, Queryable } from '../../db/database.js';
 import { statementAsSystem, withPractice } from '../../db/scope.js';
 import { claimStatement } from '../../jobs/claim.js';
 import type { CircuitBreaker } from '../../resilience/circuit-breaker.js';
-import type { PracticeAppointment, PracticePatient, ReconcileResult } from '../engine/engine.js';
+import { appointmentSales, type PracticeAppointment, type PracticePatient, type ReconcileResult, type ReconciliationMatch } from '../engine/engine.js';
+import type { TransactionMatch } from '../engine/transactions.js';
 import type { ReconcileRunner } from '../routes.js';
 import { loadPracticeAppointments, loadPracticePatients } from '../runs.js';
 import type { PhiKeyring } from '../../db/field-encryption.js';
@@ -40,9 +41,29 @@ export interface JobRunnerOptions {
   maxAttempts: number;
 }
 
-/** A job kind the runner cannot run yet: failed with this code. */
-export class KindNotSupportedError extends Error {
-  override readonly name = 'KindNotSupportedError';
+const isTransactionMatch = (match: ReconciliationMatch): match is TransactionMatch => match.entityType === 'SALE';
+
+/**
+ * What a job's entity ids name, for the audit log: patients, appointments (also the practice's
+ * own sales of a TRANSACTIONS job), or, for sales from a file, nothing of the practice: the job.
+ */
+export function entityResourceType(job: JobRow): 'patient' | 'appointment' | 'reconciliation_job' {
+  if (job.kind === 'PATIENTS') return 'patient';
+  if (job.kind === 'APPOINTMENTS' || job.options.sales?.source === 'practice') return 'appointment';
+  return 'reconciliation_job';
+}
+
+/**
+ * The sales of a TRANSACTIONS job: the uploaded sales file, or the practice's completed
+ * appointments, snapshotted (sealed) into the job when it runs so that review and export later
+ * show the sales the job matched against, even if an appointment changes afterwards.
+ */
+export async function salesOf(tx: Queryable, job: JobRow, vault: PracticeJobVault): Promise<unknown[]> {
+  if (job.options.sales?.source === 'file') return vault.loadRows(tx, job.id, 'practice_input');
+  const sales = appointmentSales(await loadPracticeAppointments(tx, vault.keys, job.practice_id));
+  await vault.deleteRows(tx, job.id, 'practice_input');
+  await vault.storeRows(tx, job.practice_id, job.id, 'practice_input', sales);
+  return sales;
 }
 
 export function bandOf(confidence: number, threshold: number, floor: number, hasMatch: boolean): Band {
@@ -59,7 +80,10 @@ export function resultRecords(job: JobRow, rows: readonly unknown[], practice: P
   for (let index = 0; index < rows.length; index += 1) {
     const match = byIndex.get(index);
     const detail: RecordDetail = { candidates: [] };
-    if (match !== undefined) {
+    if (match !== undefined && isTransactionMatch(match)) {
+      detail.candidates.push({ entityId: match.entityId, confidence: match.confidence, evidence: match.evidence, fieldScores: match.fieldScores });
+      for (const other of match.candidates) detail.candidates.push({ entityId: other.entityId, confidence: other.confidence, evidence: other.evidence });
+    } else if (match !== undefined) {
       const person = job.kind === 'PATIENTS' ? evidence.prepareRow(rows[index]) : null;
       const describe = (entityId: string, scores?: Record<string, number>) =>
         job.kind === 'PATIENTS' ? evidence.describe(person, entityId) : scoreEvidence(scores ?? {});
@@ -144,34 +168,38 @@ export class ReconcileJobRunner {
     renew.unref();
     try {
       const keys = await this.options.keyring.forPractice(practiceId);
+      const jobVault = vault.for(keys);
       const loaded = await withPractice(db, practiceId, async (tx) => {
         const job = (await findJob(tx, practiceId, jobId))!;
-        const rows = await vault.for(keys).loadRows(tx, jobId, 'input');
-        const practice = job.kind === 'APPOINTMENTS' ? await loadPracticeAppointments(tx, keys, practiceId) : await loadPracticePatients(tx, keys, practiceId);
-        return { job, rows, practice };
+        const rows = await jobVault.loadRows(tx, jobId, 'input');
+        const practice = job.kind === 'PATIENTS' ? await loadPracticePatients(tx, keys, practiceId) : job.kind === 'APPOINTMENTS' ? await loadPracticeAppointments(tx, keys, practiceId) : [];
+        const sales = job.kind === 'TRANSACTIONS' ? await salesOf(tx, job, jobVault) : [];
+        return { job, rows, practice, sales };
       });
-      const { job, rows, practice } = loaded;
-      if (job.kind === 'TRANSACTIONS') throw new KindNotSupportedError('TRANSACTIONS matching is not available yet');
-      if (!(await withPractice(db, practiceId, (tx) => heartbeat(tx, jobId, token, leaseMs, { phase: 'scoring', candidates: practice.length })))) return;
+      const { job, rows, practice, sales } = loaded;
+      const candidates = job.kind === 'TRANSACTIONS' ? sales.length : practice.length;
+      if (!(await withPractice(db, practiceId, (tx) => heartbeat(tx, jobId, token, leaseMs, { phase: 'scoring', candidates })))) return;
       const options = { algorithm: job.algorithm, confidence: job.review_floor, oneToOne: job.options.oneToOne, ...(job.options.fieldMapping ? { fieldMapping: job.options.fieldMapping } : {}) };
       const engineJob: ReconcileJob = job.kind === 'PATIENTS'
         ? { target: 'PATIENTS', practice: practice as PracticePatient[], incoming: rows, options }
-        : { target: 'APPOINTMENTS', practice: practice as PracticeAppointment[], incoming: rows, options };
+        : job.kind === 'APPOINTMENTS'
+          ? { target: 'APPOINTMENTS', practice: practice as PracticeAppointment[], incoming: rows, options }
+          : { target: 'TRANSACTIONS', sales, incoming: rows, options: { ...options, ...job.options.transactions } };
       this.options.pool.assertCapacity();
       const result = await this.options.breaker.execute(() => this.options.pool.run(engineJob));
       if (!(await withPractice(db, practiceId, (tx) => heartbeat(tx, jobId, token, leaseMs, { phase: 'storing' })))) return;
-      const records = resultRecords(job, rows, practice, result, vault.for(keys));
+      const records = resultRecords(job, rows, practice, result, jobVault);
       const counts = { accepted: 0, review: 0, unmatched: 0 };
       for (const record of records) counts[record.band] += 1;
       await withPractice(db, practiceId, async (tx) => {
         await clearRecords(tx, jobId);
         await insertRecords(tx, practiceId, jobId, records);
-        const finished = await finishJob(tx, jobId, token, { ...counts, pairsScored: result.stats.compared, candidates: practice.length });
+        const finished = await finishJob(tx, jobId, token, { ...counts, pairsScored: result.stats.compared, candidates });
         if (!finished) throw new LostClaim();
         await recordAudit(tx, {
           practiceId, actorType: 'system', actorId: null, action: 'reconciliation.job.completed',
-          resourceType: job.kind === 'APPOINTMENTS' ? 'appointment' : 'patient',
-          resourceIds: [...new Set(records.flatMap((r) => (r.entityId === null ? [] : [r.entityId])))],
+          resourceType: entityResourceType(job),
+          resourceIds: entityResourceType(job) === 'reconciliation_job' ? [jobId] : [...new Set(records.flatMap((r) => (r.entityId === null ? [] : [r.entityId])))],
           outcome: 'success', details: { jobId, attempt, rows: rows.length, ...counts },
         });
       });
@@ -185,8 +213,8 @@ export class ReconcileJobRunner {
         return;
       }
       if (this.stopping) return;
-      const code = error instanceof KindNotSupportedError ? 'KIND_NOT_SUPPORTED' : 'RECONCILIATION_FAILED';
-      const message = error instanceof KindNotSupportedError ? error.message : 'The reconciliation failed unexpectedly; the failure was logged';
+      const code = 'RECONCILIATION_FAILED';
+      const message = 'The reconciliation failed unexpectedly; the failure was logged';
       this.options.log.error({ component: 'reconcile-jobs', jobId, err: { name, message: (error as Error).message } }, 'reconciliation job failed');
       await withPractice(db, practiceId, (tx) => failJob(tx, jobId, token, code, message)).catch(() => {});
     } finally {

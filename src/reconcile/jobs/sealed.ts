@@ -32,7 +32,8 @@ export class JobVault {
 
 export class PracticeJobVault {
   constructor(
-    private readonly keys: PracticeKeys,
+    /** The practice's keys (the practice's own records that a job reads are opened with them too). */
+    readonly keys: PracticeKeys,
     private readonly legacy: SecretBox,
   ) {}
 
@@ -62,6 +63,11 @@ export class PracticeJobVault {
       );
     }
     return seq;
+  }
+
+  /** Deletes the job's rows of `part` (a re-run replaces the snapshot it took). */
+  async deleteRows(tx: Queryable, jobId: string, part: ChunkPart): Promise<void> {
+    await tx.query(`DELETE FROM reconciliation_job_chunks WHERE job_id = $1 AND part = $2`, [jobId, part]);
   }
 
   /** The job's rows of `part`, in upload order. */

@@ -14,8 +14,27 @@ export const JOB_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'cancel
 export type JobStatus = (typeof JOB_STATUSES)[number];
 export type JobPhase = 'queued' | 'loading' | 'scoring' | 'storing' | 'done';
 
+/** TRANSACTIONS: where the sales come from, and the matcher's settings. */
+export interface SalesInput {
+  /** file: the uploaded `sales` file (sealed as the job's practice_input); practice: the practice's completed appointments, read when the job runs. */
+  source: 'file' | 'practice';
+  fileName: string | null;
+  rows: number;
+  bytes: number;
+  columns: ColumnReading[];
+}
+
+export interface TransactionSettings {
+  maxLagDays: number;
+  maxRedemptionsPerSale: number;
+  amountToleranceCents: number;
+  amountTolerancePercent: number;
+}
+
 export interface JobOptions {
   oneToOne: boolean;
+  sales?: SalesInput;
+  transactions?: TransactionSettings;
   fieldMapping?: Record<string, string>;
   format: 'csv' | 'json';
   encoding: string;

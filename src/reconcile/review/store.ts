@@ -62,7 +62,7 @@ export async function insertRecords(tx: Queryable, practiceId: string, jobId: st
     await tx.query(
       `INSERT INTO reconciliation_job_records (job_id, practice_id, record_index, band, confidence, entity_id, detail_sealed)
        SELECT $1, $2, r.record_index, r.band, r.confidence, r.entity_id, r.detail_sealed
-         FROM jsonb_to_recordset($3::jsonb) AS r(record_index int, band text, confidence float8, entity_id uuid, detail_sealed text)`,
+         FROM jsonb_to_recordset($3::jsonb) AS r(record_index int, band text, confidence float8, entity_id text, detail_sealed text)`,
       [jobId, practiceId, JSON.stringify(batch)],
     );
   }
@@ -110,7 +110,7 @@ export async function writeDecisions(tx: Queryable, jobId: string, by: { type: '
   const { rows } = await tx.query<{ record_index: number }>(
     `UPDATE reconciliation_job_records r SET decision = d.decision, decided_entity_id = d.entity_id,
             decided_by_type = $2, decided_by_id = $3, decided_at = now()
-       FROM jsonb_to_recordset($4::jsonb) AS d(record_index int, decision text, entity_id uuid)
+       FROM jsonb_to_recordset($4::jsonb) AS d(record_index int, decision text, entity_id text)
       WHERE r.job_id = $1 AND r.record_index = d.record_index AND r.applied_at IS NULL
       RETURNING r.record_index`,
     [jobId, by.type, by.id, JSON.stringify(decisions.map((d) => ({ record_index: d.recordIndex, decision: d.decision, entity_id: d.entityId })))],
@@ -142,7 +142,7 @@ export async function markApplied(tx: Queryable, jobId: string, applied: readonl
   if (applied.length === 0) return;
   await tx.query(
     `UPDATE reconciliation_job_records r SET applied_at = now(), applied_entity_id = a.entity_id, apply_error = a.error
-       FROM jsonb_to_recordset($2::jsonb) AS a(record_index int, entity_id uuid, error text)
+       FROM jsonb_to_recordset($2::jsonb) AS a(record_index int, entity_id text, error text)
       WHERE r.job_id = $1 AND r.record_index = a.record_index`,
     [jobId, JSON.stringify(applied.map((a) => ({ record_index: a.recordIndex, entity_id: a.entityId, error: a.error })))],
   );
