@@ -5,8 +5,7 @@
 // split of 5,000 patients x 5,000 incoming records (test/reconcile/synthetic.ts), it
 //   1. starts the real server (buildApp + listen) on an embedded PGlite, or on PostgreSQL when
 //      DATABASE_URL is set (a fresh schema, dropped at the end);
-//   2. seeds a new practice's patients through POST /v1/patients/import { encryptPlaintextPatients } from '../src/patients/encrypt-existing.js';
-import (mode partial: rows the
+//   2. seeds a new practice's patients through POST /v1/patients/import (mode partial: rows the
 //      API refuses, e.g. FEBRL originals without a given name, are left out and their duplicates
 //      then have no true match). The synthetic split is seeded with SQL instead (one
 //      practice-scoped transaction): its generator makes random +1 numbers, many of which are not
@@ -18,6 +17,7 @@ import (mode partial: rows the
 // The first request for each split is not timed but reported as "first" (for the first split it
 // also starts the worker thread; later splits see the practice's data for the first time).
 // Options: --runs N (timed repetitions, default 3), --only dataset1,synthetic, --algorithms HYBRID.
+import { encryptPlaintextPatients } from '../src/patients/encrypt-existing.js';
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { buildApp } from '../src/app.js';
