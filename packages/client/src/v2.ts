@@ -2855,7 +2855,7 @@ export interface operations {
                 limit?: number;
                 /** @description ACTIVE (default), VIP, or INACTIVE (set by DELETE) */
                 status?: "ACTIVE" | "VIP" | "INACTIVE";
-                /** @description Matches part of the name, email or phone number */
+                /** @description Matches part of the name, email or phone number (3 characters or more; 1-2 characters match the start of a name word or email part) */
                 q?: string;
                 /** @description lastName (then firstName) or createdAt; "-" for descending. Ties break on id: the order is stable. */
                 sort?: "lastName" | "-lastName" | "createdAt" | "-createdAt";
