@@ -104,7 +104,9 @@ export function reconcileAppointmentRows(
     const record = recogniseRecord(row, mapping);
     return record === null ? null : prepareRow(record);
   });
-  const linkage = linkPeople(preparePractice(patients), rows.map((row) => row?.person ?? null), { algorithm: options.algorithm });
+  const linkage = linkPeople(preparePractice(patients), rows.map((row) => row?.person ?? null), {
+    algorithm: options.algorithm, practiceIds: patients.map((patient) => patient.id),
+  });
 
   let compared = 0;
   const candidatesByRow: AppointmentCandidate[][] = rows.map((row, rowIndex) => {
@@ -126,7 +128,12 @@ export function reconcileAppointmentRows(
 
   const decisions: RecordDecision[] = candidatesByRow.map((candidates, recordIndex) => ({
     recordIndex,
-    ranked: rankCandidates(candidates.map((candidate) => ({ practiceIndex: candidate.appointmentIndex, logOdds: candidate.logOdds }))),
+    ranked: rankCandidates(candidates.map((candidate) => ({
+      practiceIndex: candidate.appointmentIndex, logOdds: candidate.logOdds,
+      stableKey: (practice[candidate.appointmentIndex] as PracticeAppointment).id,
+    }))),
+    // The whole row (person, dates, service, amount), so two rows of one patient tie-break apart.
+    stableKey: JSON.stringify(rows[recordIndex] ?? null),
   }));
   const matches: ReconciliationMatch[] = assign(decisions, options.confidence, options.oneToOne ?? false).map(({ recordIndex, choice }) => {
     const ranked = (decisions[recordIndex] as RecordDecision).ranked;

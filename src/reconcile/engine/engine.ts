@@ -99,7 +99,10 @@ function patientMatches(
 ): ReconciliationMatch[] {
   const decisions: RecordDecision[] = linkage.pairsByIncoming.map((pairs, recordIndex) => ({
     recordIndex,
-    ranked: rankCandidates(pairs.map((pair) => ({ practiceIndex: pair.practiceIndex, logOdds: pair.logOdds }))),
+    ranked: rankCandidates(pairs.map((pair) => ({
+      practiceIndex: pair.practiceIndex, logOdds: pair.logOdds, stableKey: (practice[pair.practiceIndex] as PracticePatient).id,
+    }))),
+    stableKey: linkage.incomingKeys[recordIndex] ?? '',
   }));
   const assignments = assign(decisions, options.confidence, options.oneToOne ?? false);
   return assignments.map(({ recordIndex, choice }) => {
@@ -129,7 +132,9 @@ function patientMatches(
 export function reconcilePatients(practice: PracticePatient[], incoming: unknown[], options: ReconcileOptions): ReconcileResult {
   const practicePeople = preparePractice(practice);
   const incomingPeople = prepareIncoming(incoming, options.fieldMapping);
-  const linkage = linkPeople(practicePeople, incomingPeople, { algorithm: options.algorithm });
+  const linkage = linkPeople(practicePeople, incomingPeople, {
+    algorithm: options.algorithm, practiceIds: practice.map((patient) => patient.id),
+  });
   const matches = patientMatches(practice, linkage, options);
   return summarise(matches, incoming.length, options.algorithm, { compared: linkage.compared, blocks: linkage.blocks });
 }

@@ -1,6 +1,7 @@
 // Person linkage shared by both targets: prepare, block, compare, score. Patients use it
 // directly; appointments use it to decide "same patient" before looking at dates and services.
 import { CandidateFinder, buildBlockIndex, defaultCandidateSearch, type CandidateSearch } from './blocking.js';
+import { compareKeys } from './decide.js';
 import { comparePeople, type PairComparison } from './features.js';
 import { emptyRecord, type CanonicalRecord } from './fields.js';
 import { preparePerson, type PreparedPerson } from './prepare.js';
@@ -63,22 +64,65 @@ export interface PersonLinkage {
   compared: number;
   blocks: number;
   model: PersonModel | null;
+  /** Each incoming record's content key (same order as the incoming list): the tie-break for assignment. */
+  incomingKeys: string[];
 }
 
 export interface PersonLinkOptions {
   algorithm: Algorithm;
   search?: CandidateSearch;
+  /** The practice records' ids, their stable order; without them a record's content is its key. */
+  practiceIds?: readonly string[];
+}
+
+/** A prepared record's content as a key: two loads of the same row give the same key. */
+export function contentKey(person: PreparedPerson | null): string {
+  return person === null ? '' : JSON.stringify(person);
+}
+
+/** Positions sorted by key (arrival order only among equal keys, i.e. identical records). */
+function canonicalOrder(keys: readonly string[]): number[] {
+  return keys.map((_, i) => i).sort((a, b) => compareKeys(keys[a] as string, keys[b] as string) || a - b);
 }
 
 /**
  * Links prepared incoming people to prepared practice people. Memory is bounded by
  * incoming x candidate limit (24) pairs; no all-pairs matrix is ever built.
+ *
+ * The result does not depend on the order the records arrive in: both lists are first put in a
+ * canonical order (practice by id, incoming by content), and everything order can leak into runs
+ * on that order: the random-pair sample that measures u, the EM's sums over patterns and records,
+ * the term-frequency tables, blocking's tie-breaks among equally ranked candidates and the cap on
+ * candidates per row. A rerun on the same data, loaded in any order, gives the same digits.
  */
 export function linkPeople(
   practice: readonly PreparedPerson[],
   incoming: readonly (PreparedPerson | null)[],
   options: PersonLinkOptions,
 ): PersonLinkage {
+  const practiceOrder = canonicalOrder(options.practiceIds ?? practice.map(contentKey));
+  const incomingKeys = incoming.map(contentKey);
+  const incomingOrder = canonicalOrder(incomingKeys);
+  const linkage = linkInCanonicalOrder(
+    practiceOrder.map((i) => practice[i] as PreparedPerson),
+    incomingOrder.map((i) => incoming[i] ?? null),
+    options,
+  );
+  const pairsByIncoming: PersonPair[][] = new Array(incoming.length);
+  linkage.pairsByIncoming.forEach((pairs, canonical) => {
+    const incomingIndex = incomingOrder[canonical] as number;
+    pairsByIncoming[incomingIndex] = pairs.map((pair) => ({
+      ...pair, incomingIndex, practiceIndex: practiceOrder[pair.practiceIndex] as number,
+    }));
+  });
+  return { ...linkage, pairsByIncoming, incomingKeys };
+}
+
+function linkInCanonicalOrder(
+  practice: readonly PreparedPerson[],
+  incoming: readonly (PreparedPerson | null)[],
+  options: PersonLinkOptions,
+): Omit<PersonLinkage, 'incomingKeys'> {
   const index = buildBlockIndex(practice);
   const finder = new CandidateFinder(index, options.search ?? defaultCandidateSearch(practice.length));
   const pairsByIncoming: PersonPair[][] = [];
