@@ -4,7 +4,7 @@ import { MISSING } from './compare.js';
 import { comparePeople, F, PERSON_FIELDS, type PairComparison } from './features.js';
 import {
   fitFellegiSunter, PatternCounter, patternLogBf, TermFrequencies,
-  type FellegiSunterModel, type FieldPrior,
+  type FellegiSunterModel, type FieldPrior, type Pattern,
 } from './fellegi-sunter.js';
 import type { PreparedPerson } from './prepare.js';
 import { DOB_LEVELS, EMAIL_LEVELS, isOneEditApart, PHONE_LEVELS } from './compare.js';
@@ -155,8 +155,103 @@ export function estimateRandomPairU(incoming: readonly PreparedPerson[], practic
   return u;
 }
 
+/**
+ * The third hypothesis: "another member of the same household". Fellegi-Sunter's independence
+ * assumption breaks for relatives: a mother and daughter share surname, street, town and the
+ * landline, and multiplying those agreements as if they were independent coincidences gives
+ * 0.9999 however clearly the first name and birth date disagree. Under this hypothesis the
+ * household fields agree as often as for the person herself (their m), while the personal
+ * fields (first name, birth date, email, gender, member id) agree only as often as for any two
+ * people (their u), except that a relative shares the birth date more often than a stranger:
+ * twins.
+ */
+export interface HouseholdModel {
+  /** ln(lambda_match / lambda_household): the prior odds of the person herself over a relative. */
+  logPriorRatio: number;
+  /** ln(m / h) per field and level: the evidence for the person herself over a relative. */
+  logBf: number[][];
+  /** Relatives per match learned from the run (before the floor). */
+  learnedRatio: number;
+}
+
+/** Fields a relative living with the person shares like she does herself. */
+const HOUSEHOLD_FIELDS: ReadonlySet<number> = new Set([F.surname, F.street, F.locality, F.phone]);
+/**
+ * P(same birth date | two members of one household): twins. About 3% of US births are twins,
+ * and a household pair is as often parent and child or spouses as siblings; 2% is that rate,
+ * rounded up. Not learned: without labels a twin and a garbled first name look the same.
+ */
+const HOUSEHOLD_SAME_BIRTH_DATE = 0.02;
+/**
+ * Lower bound on relatives per match (lambda_household / lambda_match): a run without any household
+ * in it learns ~0 and is scored as before; the floor only keeps the logarithm finite.
+ */
+const MIN_HOUSEHOLD_RATIO = 1e-6;
+const HOUSEHOLD_EM_ITERATIONS = 50;
+
+/** h (the household hypothesis's rate) of the birth-date levels: u, with twins on the exact level. */
+function householdBirthDateRates(u: readonly number[]): number[] {
+  const h = [...u];
+  const exact = Math.max(h[0] as number, HOUSEHOLD_SAME_BIRTH_DATE);
+  const rest = h.slice(1).reduce((sum, value) => sum + value, 0);
+  h[0] = exact;
+  for (let level = 1; level < h.length; level += 1) h[level] = ((h[level] as number) * (1 - exact)) / rest;
+  return h;
+}
+
+/** ln(m/h) per field and level: 0 for household fields, the model's ln(m/u) for personal ones. */
+function householdLogBf(fs: FellegiSunterModel): number[][] {
+  return PERSON_FIELDS.map((_, f) => {
+    const levels = fs.logBf[f] as number[];
+    if (HOUSEHOLD_FIELDS.has(f)) return levels.map(() => 0);
+    if (f !== F.dob) return [...levels];
+    const m = fs.m[f] as number[];
+    const h = householdBirthDateRates(fs.u[f] as number[]);
+    // Same order constraint as the model's own weights: exact agreement is the best evidence.
+    return m.map((mi, level) => Math.min(Math.log(mi / (h[level] as number)), Math.log((m[0] as number) / (h[0] as number))));
+  });
+}
+
+function sumOver(levels: readonly number[], logBf: readonly number[][]): number {
+  let total = 0;
+  for (let f = 0; f < levels.length; f += 1) {
+    const level = levels[f] as number;
+    if (level !== MISSING) total += logBf[f]?.[level] ?? 0;
+  }
+  return total;
+}
+
+/**
+ * Learns how many relatives there are per match from the run's own pairs, by EM over the three
+ * hypotheses with m and u held at the fitted values: only the household prior moves. Pairs whose
+ * first name and birth date both disagree while the household agrees (a parent, a child) are what
+ * it learns from; a run without households learns ~0 and is scored as before.
+ */
+function fitHousehold(fs: FellegiSunterModel, patterns: readonly Pattern[], lambdaDenominator: number): HouseholdModel {
+  const logBf = householdLogBf(fs);
+  const logMatchOdds = Math.log(fs.lambda / (1 - fs.lambda));
+  // Per pattern: ln(P(e|match)/P(e|unrelated)) and ln(P(e|household)/P(e|unrelated)).
+  const vsUnrelated = patterns.map((pattern) => patternLogBf(fs, pattern.levels));
+  const householdVsUnrelated = patterns.map((pattern, p) => (vsUnrelated[p] as number) - sumOver(pattern.levels, logBf));
+  let ratio = 0.1;
+  for (let iteration = 0; iteration < HOUSEHOLD_EM_ITERATIONS; iteration += 1) {
+    const logHouseholdOdds = logMatchOdds + Math.log(ratio);
+    let expected = 0;
+    patterns.forEach((pattern, p) => {
+      const match = Math.exp(Math.min(50, logMatchOdds + (vsUnrelated[p] as number)));
+      const household = Math.exp(Math.min(50, logHouseholdOdds + (householdVsUnrelated[p] as number)));
+      expected += (pattern.count * household) / (1 + match + household);
+    });
+    const next = Math.max(1e-12, expected / lambdaDenominator) / fs.lambda;
+    if (Math.abs(Math.log(next / ratio)) < 1e-6) { ratio = next; break; }
+    ratio = next;
+  }
+  return { logPriorRatio: -Math.log(Math.max(ratio, MIN_HOUSEHOLD_RATIO)), logBf, learnedRatio: ratio };
+}
+
 export interface PersonModel {
   fs: FellegiSunterModel;
+  household: HouseholdModel;
   givenFrequencies: TermFrequencies;
   surnameFrequencies: TermFrequencies;
 }
@@ -173,30 +268,47 @@ export function fitPersonModel(
   const counter = new PatternCounter();
   const groups = comparisonsByRecord.map((comparisons) => Int32Array.from(comparisons, (comparison) => counter.add(comparison.levels)));
   const practiceSize = Math.max(1, practice.length);
+  const lambdaDenominator = Math.max(1, incoming.length) * practiceSize;
   const fs = fitFellegiSunter(PERSON_FIELDS, PERSON_PRIORS, counter.patterns(), {
     fixedU: estimateRandomPairU(incoming, practice),
     initialLambda: 0.5 / practiceSize,
-    lambdaDenominator: Math.max(1, incoming.length) * practiceSize,
+    lambdaDenominator,
   }, groups);
   return {
     fs,
+    household: fitHousehold(fs, counter.patterns(), lambdaDenominator),
     givenFrequencies: new TermFrequencies(practice.map((person) => person.given?.joined ?? null)),
     surnameFrequencies: new TermFrequencies(practice.map((person) => person.surname?.joined ?? null)),
   };
 }
 
-/** Posterior log-odds under the Fellegi-Sunter model, with term-frequency adjustment on exact name agreement. */
+/**
+ * Posterior log-odds that the pair is the same person, against both alternatives: two unrelated
+ * people (the classic Fellegi-Sunter odds, with term-frequency adjustment on exact name agreement)
+ * and a relative from the same household ({@link HouseholdModel}). The odds against the union of
+ * the two are 1 / (1/odds_unrelated + 1/odds_household).
+ */
 export function fellegiSunterLogOdds(model: PersonModel, comparison: PairComparison, practice: PreparedPerson): number {
   const { lambda } = model.fs;
-  let logOdds = Math.log(lambda / (1 - lambda)) + patternLogBf(model.fs, comparison.levels);
+  const levels = comparison.levels;
+  let vsUnrelated = Math.log(lambda / (1 - lambda)) + patternLogBf(model.fs, levels);
+  let vsHousehold = model.household.logPriorRatio + sumOver(levels, model.household.logBf);
   // When names were matched crosswise, the practice record's names are still the ones agreed on.
-  if (comparison.levels[F.given] === 0 && practice.given !== null) {
-    logOdds += model.givenFrequencies.logAdjustment(practice.given.joined);
+  if (levels[F.given] === 0 && practice.given !== null) {
+    const adjustment = model.givenFrequencies.logAdjustment(practice.given.joined);
+    vsUnrelated += adjustment;
+    vsHousehold += adjustment;
   }
-  if (comparison.levels[F.surname] === 0 && practice.surname !== null) {
-    logOdds += model.surnameFrequencies.logAdjustment(practice.surname.joined);
+  // A shared surname is a coincidence for strangers (rarer names say more), not for relatives.
+  if (levels[F.surname] === 0 && practice.surname !== null) {
+    vsUnrelated += model.surnameFrequencies.logAdjustment(practice.surname.joined);
   }
-  return logOdds;
+  return -logAddExp(-vsUnrelated, -vsHousehold);
+}
+
+function logAddExp(a: number, b: number): number {
+  const high = Math.max(a, b);
+  return high + Math.log(Math.exp(a - high) + Math.exp(b - high));
 }
 
 // ---------------------------------------------------------------- HYBRID rules
