@@ -4,7 +4,7 @@
 // agrees (brand or generic name), and the amount is plausible (the sale, or a reward worth a
 // fraction of it).
 import { assign, rankCandidates, roundConfidence, type RecordDecision } from './decide.js';
-import type { PracticeAppointment, ReconcileOptions, ReconcileResult, ReconciliationMatch } from './engine.js';
+import { lookAlikeCap, type PracticeAppointment, type ReconcileOptions, type ReconcileResult, type ReconciliationMatch } from './engine.js';
 import { fieldScores } from './features.js';
 import { compileFieldMapping, recogniseRecord, type CanonicalRecord } from './fields.js';
 import { dayNumber, parseAmountCents, parseDateReadings } from './normalise.js';
@@ -105,7 +105,7 @@ export function reconcileAppointmentRows(
     return record === null ? null : prepareRow(record);
   });
   const linkage = linkPeople(preparePractice(patients), rows.map((row) => row?.person ?? null), {
-    algorithm: options.algorithm, practiceIds: patients.map((patient) => patient.id),
+    algorithm: options.algorithm, practiceIds: patients.map((patient) => patient.id), reviewCap: lookAlikeCap(options),
   });
 
   let compared = 0;

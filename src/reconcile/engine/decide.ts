@@ -44,6 +44,20 @@ export function rankCandidates(candidates: readonly ScoredCandidate[]): RankedCa
     .sort((a, b) => b.confidence - a.confidence || compareKeys(a.stableKey, b.stableKey));
 }
 
+/** The review floor when none is named (v2 jobs' default; a threshold below it is the floor itself). */
+export const DEFAULT_REVIEW_FLOOR = 0.5;
+
+/**
+ * The confidence a look-alike rule caps a pair at: inside the review band, halfway between the
+ * floor and the accept threshold, so the pair is shown to a person instead of being accepted or
+ * dropped. Without a band (floor = threshold) just below the threshold.
+ */
+export function reviewCap(acceptAt: number, reviewFloor: number): number {
+  const floor = Math.min(reviewFloor, acceptAt);
+  if (acceptAt - floor >= 0.02) return (floor + acceptAt) / 2;
+  return Math.max(0.01, acceptAt - 0.01);
+}
+
 /** Confidences are reported to four decimals, never exactly 1: no linkage is certain. */
 export function roundConfidence(confidence: number): number {
   return Math.min(0.9999, Math.round(confidence * 10_000) / 10_000);

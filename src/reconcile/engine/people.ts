@@ -6,10 +6,14 @@ import { comparePeople, type PairComparison } from './features.js';
 import { emptyRecord, type CanonicalRecord } from './fields.js';
 import { preparePerson, type PreparedPerson } from './prepare.js';
 import {
-  applyHybridRules, fellegiSunterLogOdds, fitPersonModel, fuzzyLogOdds, type PersonModel, type RuleName,
+  applyHybridRules, fellegiSunterLogOdds, fitPersonModel, fuzzyLogOdds, householdsPresent,
+  type PersonModel, type RuleContext, type RuleName,
 } from './scorers.js';
 
 export type Algorithm = 'FUZZY_MATCH' | 'ML_MODEL' | 'HYBRID';
+
+/** The review cap under the default threshold 0.8 and floor 0.5. */
+const DEFAULT_REVIEW_CAP = 0.65;
 
 export interface PracticePersonFields {
   firstName: string;
@@ -73,6 +77,8 @@ export interface PersonLinkOptions {
   search?: CandidateSearch;
   /** The practice records' ids, their stable order; without them a record's content is its key. */
   practiceIds?: readonly string[];
+  /** HYBRID: the confidence look-alike rules cap a pair at (inside the review band; default 0.65). */
+  reviewCap?: number;
 }
 
 /** A prepared record's content as a key: two loads of the same row give the same key. */
@@ -145,12 +151,13 @@ function linkInCanonicalOrder(
   } else {
     const usableIncoming = incoming.filter((person): person is PreparedPerson => person !== null && person.usable);
     model = fitPersonModel(pairsByIncoming.map((pairs) => pairs.map((pair) => pair.comparison)), usableIncoming, practice);
+    const context: RuleContext = { reviewCap: options.reviewCap ?? DEFAULT_REVIEW_CAP, householdsPresent: householdsPresent(model) };
     for (const pairs of pairsByIncoming) {
       for (const pair of pairs) {
         const practicePerson = practice[pair.practiceIndex] as PreparedPerson;
         pair.logOdds = fellegiSunterLogOdds(model, pair.comparison, practicePerson);
         if (options.algorithm === 'HYBRID') {
-          const outcome = applyHybridRules(pair.logOdds, pair.comparison, incoming[pair.incomingIndex] as PreparedPerson, practicePerson);
+          const outcome = applyHybridRules(pair.logOdds, pair.comparison, incoming[pair.incomingIndex] as PreparedPerson, practicePerson, context);
           pair.logOdds = outcome.logOdds;
           pair.rule = outcome.rule;
         }

@@ -4,7 +4,7 @@ import { MISSING } from './compare.js';
 import { comparePeople, F, PERSON_FIELDS, type PairComparison } from './features.js';
 import {
   fitFellegiSunter, PatternCounter, patternLogBf, TermFrequencies,
-  type FellegiSunterModel, type FieldPrior, type Pattern,
+  type Alternative, type FellegiSunterModel, type FieldPrior,
 } from './fellegi-sunter.js';
 import type { PreparedPerson } from './prepare.js';
 import { DOB_LEVELS, EMAIL_LEVELS, isOneEditApart, PHONE_LEVELS } from './compare.js';
@@ -187,7 +187,30 @@ const HOUSEHOLD_SAME_BIRTH_DATE = 0.02;
  * in it learns ~0 and is scored as before; the floor only keeps the logarithm finite.
  */
 const MIN_HOUSEHOLD_RATIO = 1e-6;
-const HOUSEHOLD_EM_ITERATIONS = 50;
+/** Where the EM starts: one relative per ten matches. */
+const INITIAL_HOUSEHOLD_RATIO = 0.1;
+/**
+ * A run with at least this many relatives per match has households in it (med-spa exports do;
+ * FEBRL-style data does not). There a wholly different first name is as well explained by a twin
+ * as by a keying accident, and an EM without labels cannot tell which: left free it counts twins as
+ * garbled names and learns that first names are garbled often. The run is then refitted with m of
+ * "first name clearly different" held at most at its prior (2%: one record of a person in fifty).
+ */
+const HOUSEHOLDS_PRESENT_RATIO = 0.01;
+
+function householdShare(fs: FellegiSunterModel): number {
+  return fs.alternativeShare / fs.lambda;
+}
+
+/** True when the run has relatives living together in it (see HOUSEHOLDS_PRESENT_RATIO). */
+export function householdsPresent(model: PersonModel): boolean {
+  return model.household.learnedRatio >= HOUSEHOLDS_PRESENT_RATIO;
+}
+
+/** The priors with m of "first name clearly different" bounded by its own default (HOUSEHOLDS_PRESENT_RATIO). */
+const PRIORS_WITH_HOUSEHOLDS: readonly FieldPrior[] = PERSON_PRIORS.map((prior, f) => (f === F.given
+  ? { ...prior, maxM: prior.m.map((m, level) => (level === prior.m.length - 1 ? m : null)) }
+  : prior));
 
 /** h (the household hypothesis's rate) of the birth-date levels: u, with twins on the exact level. */
 function householdBirthDateRates(u: readonly number[]): number[] {
@@ -221,32 +244,23 @@ function sumOver(levels: readonly number[], logBf: readonly number[][]): number 
   return total;
 }
 
+/** The household hypothesis as the EM learns it alongside "same" and "unrelated". */
+function householdAlternative(u: readonly (readonly number[])[]): Alternative {
+  return {
+    matchLikeFields: HOUSEHOLD_FIELDS,
+    rates: new Map([[F.dob, householdBirthDateRates(u[F.dob] as number[])]]),
+    initialRatio: INITIAL_HOUSEHOLD_RATIO,
+  };
+}
+
 /**
- * Learns how many relatives there are per match from the run's own pairs, by EM over the three
- * hypotheses with m and u held at the fitted values: only the household prior moves. Pairs whose
- * first name and birth date both disagree while the household agrees (a parent, a child) are what
- * it learns from; a run without households learns ~0 and is scored as before.
+ * The fitted household hypothesis. Its share of pairs was learned by the EM from the run's own
+ * pairs: those whose first name and birth date disagree while the household agrees (a parent, a
+ * child) teach it; a run without households learns ~0 and is scored as plain Fellegi-Sunter.
  */
-function fitHousehold(fs: FellegiSunterModel, patterns: readonly Pattern[], lambdaDenominator: number): HouseholdModel {
-  const logBf = householdLogBf(fs);
-  const logMatchOdds = Math.log(fs.lambda / (1 - fs.lambda));
-  // Per pattern: ln(P(e|match)/P(e|unrelated)) and ln(P(e|household)/P(e|unrelated)).
-  const vsUnrelated = patterns.map((pattern) => patternLogBf(fs, pattern.levels));
-  const householdVsUnrelated = patterns.map((pattern, p) => (vsUnrelated[p] as number) - sumOver(pattern.levels, logBf));
-  let ratio = 0.1;
-  for (let iteration = 0; iteration < HOUSEHOLD_EM_ITERATIONS; iteration += 1) {
-    const logHouseholdOdds = logMatchOdds + Math.log(ratio);
-    let expected = 0;
-    patterns.forEach((pattern, p) => {
-      const match = Math.exp(Math.min(50, logMatchOdds + (vsUnrelated[p] as number)));
-      const household = Math.exp(Math.min(50, logHouseholdOdds + (householdVsUnrelated[p] as number)));
-      expected += (pattern.count * household) / (1 + match + household);
-    });
-    const next = Math.max(1e-12, expected / lambdaDenominator) / fs.lambda;
-    if (Math.abs(Math.log(next / ratio)) < 1e-6) { ratio = next; break; }
-    ratio = next;
-  }
-  return { logPriorRatio: -Math.log(Math.max(ratio, MIN_HOUSEHOLD_RATIO)), logBf, learnedRatio: ratio };
+function householdModel(fs: FellegiSunterModel): HouseholdModel {
+  const ratio = householdShare(fs);
+  return { logPriorRatio: -Math.log(Math.max(ratio, MIN_HOUSEHOLD_RATIO)), logBf: householdLogBf(fs), learnedRatio: ratio };
 }
 
 export interface PersonModel {
@@ -268,15 +282,20 @@ export function fitPersonModel(
   const counter = new PatternCounter();
   const groups = comparisonsByRecord.map((comparisons) => Int32Array.from(comparisons, (comparison) => counter.add(comparison.levels)));
   const practiceSize = Math.max(1, practice.length);
-  const lambdaDenominator = Math.max(1, incoming.length) * practiceSize;
-  const fs = fitFellegiSunter(PERSON_FIELDS, PERSON_PRIORS, counter.patterns(), {
-    fixedU: estimateRandomPairU(incoming, practice),
+  const fixedU = estimateRandomPairU(incoming, practice);
+  const settings = {
+    fixedU,
     initialLambda: 0.5 / practiceSize,
-    lambdaDenominator,
-  }, groups);
+    lambdaDenominator: Math.max(1, incoming.length) * practiceSize,
+    alternative: householdAlternative(fixedU),
+  };
+  let fs = fitFellegiSunter(PERSON_FIELDS, PERSON_PRIORS, counter.patterns(), settings, groups);
+  if (householdShare(fs) >= HOUSEHOLDS_PRESENT_RATIO) {
+    fs = fitFellegiSunter(PERSON_FIELDS, PRIORS_WITH_HOUSEHOLDS, counter.patterns(), settings, groups);
+  }
   return {
     fs,
-    household: fitHousehold(fs, counter.patterns(), lambdaDenominator),
+    household: householdModel(fs),
     givenFrequencies: new TermFrequencies(practice.map((person) => person.given?.joined ?? null)),
     surnameFrequencies: new TermFrequencies(practice.map((person) => person.surname?.joined ?? null)),
   };
@@ -322,6 +341,13 @@ export interface RuleOutcome {
   rule: RuleName | null;
 }
 
+export interface RuleContext {
+  /** The confidence look-alike rules cap a pair at: inside the review band, see decide.ts reviewCap. */
+  reviewCap: number;
+  /** The run has relatives living together in it (the model learned a household share). */
+  householdsPresent: boolean;
+}
+
 function givenNamesClearlyDiffer(comparison: PairComparison, incoming: PreparedPerson, practice: PreparedPerson): boolean {
   const level = comparison.levels[F.given] as number;
   if (level === MISSING || level <= 2) return false;
@@ -333,17 +359,19 @@ function givenNamesClearlyDiffer(comparison: PairComparison, incoming: PreparedP
 }
 
 /**
- * Rules that catch what the model alone gets wrong, or cannot know. They only act when the given
- * names clearly differ (not a nickname, not a one-letter slip) and no member id or mailbox ties
- * the two records together:
+ * Rules for what the model cannot know. The look-alike rules never drop a pair: they move it to
+ * the review band (confidence capped at `context.reviewCap`, below the accept threshold and above
+ * the review floor), so a person decides; a pair the model already scores lower keeps its score.
+ * They only act when the given names clearly differ (not a nickname, not a one-letter slip) and no
+ * member id or mailbox ties the two records together:
  * - family-member: similar surname and a shared household (street, phone or email), but a
- *   different date of birth, or no date and a conflicting personal contact (email, phone, gender):
- *   a relative -> at most 5%.
- * - twin: similar surname, the same (or one-typo) date of birth, but a conflicting personal
- *   contact or gender -> at most 20%.
+ *   different date of birth, or no date and a conflicting personal contact (email, phone, gender).
+ * - twin: similar surname, the same (or one-typo) date of birth, and either a conflicting personal
+ *   contact or gender, or, in a run with households in it, nothing personal (email, phone, member
+ *   id) to tell a twin from the person.
  * - first-name-conflict: otherwise, a different first name is accepted only with the same street
  *   address behind it (exports do garble whole first names, and the model has learned from this very
- *   run how often); without it -> at most 50%, left for a person to review.
+ *   run how often).
  * Two more lift what the model undersells:
  * - strong-identifier: the same member id or mailbox, a name that agrees and no conflicting date
  *   of birth -> at least 97%.
@@ -351,7 +379,7 @@ function givenNamesClearlyDiffer(comparison: PairComparison, incoming: PreparedP
  *   the surname differs -> at least 90%.
  */
 export function applyHybridRules(
-  logOdds: number, comparison: PairComparison, incoming: PreparedPerson, practice: PreparedPerson,
+  logOdds: number, comparison: PairComparison, incoming: PreparedPerson, practice: PreparedPerson, context: RuleContext,
 ): RuleOutcome {
   const L = comparison.levels;
   const given = L[F.given] as number;
@@ -363,18 +391,19 @@ export function applyHybridRules(
   const memberIdAgrees = L[F.memberId] === 0;
   const surnameSimilar = surname !== MISSING && surname <= 2;
   const sameStreet = street !== MISSING && street <= 1;
-  const sameHousehold = sameStreet || (phone !== MISSING && phone <= 1) || email === 0;
+  const samePhone = phone !== MISSING && phone <= 1;
+  const sameHousehold = sameStreet || samePhone || email === 0;
   const personalConflict = email === EMAIL_LEVELS - 1 || phone === PHONE_LEVELS - 1 || L[F.gender] === 1;
+  const review = (rule: RuleName): RuleOutcome => ({ logOdds: Math.min(logOdds, logit(context.reviewCap)), rule });
 
   if (givenNamesClearlyDiffer(comparison, incoming, practice) && !memberIdAgrees && email !== 0) {
     const dobDiffers = dob === DOB_LEVELS - 1 || dob === DOB_LEVELS - 2;
-    if (surnameSimilar && sameHousehold && (dobDiffers || (dob === MISSING && personalConflict))) {
-      return { logOdds: Math.min(logOdds, logit(0.05)), rule: 'family-member' };
+    if (surnameSimilar && sameHousehold && (dobDiffers || (dob === MISSING && personalConflict))) return review('family-member');
+    const nothingPersonalAgrees = !samePhone;
+    if (surnameSimilar && (dob === 0 || dob === 1) && (personalConflict || (context.householdsPresent && nothingPersonalAgrees))) {
+      return review('twin');
     }
-    if (surnameSimilar && (dob === 0 || dob === 1) && personalConflict) {
-      return { logOdds: Math.min(logOdds, logit(0.2)), rule: 'twin' };
-    }
-    if (!sameStreet) return { logOdds: Math.min(logOdds, logit(0.5)), rule: 'first-name-conflict' };
+    if (!sameStreet) return review('first-name-conflict');
     return { logOdds, rule: null };
   }
   const nameAgrees = (given !== MISSING && given <= 2) || (surname !== MISSING && surname <= 1);

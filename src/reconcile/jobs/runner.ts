@@ -149,7 +149,8 @@ export class ReconcileJobRunner {
       const { job, rows, practice } = loaded;
       if (job.kind === 'TRANSACTIONS') throw new KindNotSupportedError('TRANSACTIONS matching is not available yet');
       if (!(await withPractice(db, practiceId, (tx) => heartbeat(tx, jobId, token, leaseMs, { phase: 'scoring', candidates: practice.length })))) return;
-      const options = { algorithm: job.algorithm, confidence: job.review_floor, oneToOne: job.options.oneToOne, ...(job.options.fieldMapping ? { fieldMapping: job.options.fieldMapping } : {}) };
+      // The engine returns everything at or above the floor; acceptAt tells HYBRID where the review band ends.
+      const options = { algorithm: job.algorithm, confidence: Number(job.review_floor), acceptAt: Number(job.confidence_threshold), oneToOne: job.options.oneToOne, ...(job.options.fieldMapping ? { fieldMapping: job.options.fieldMapping } : {}) };
       const engineJob: ReconcileJob = job.kind === 'PATIENTS'
         ? { target: 'PATIENTS', practice: practice as PracticePatient[], incoming: rows, options }
         : { target: 'APPOINTMENTS', practice: practice as PracticeAppointment[], incoming: rows, options };
