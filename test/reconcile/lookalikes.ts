@@ -6,8 +6,8 @@
 //   twin             same surname, street, town, postcode and birth date as a patient; another
 //                    first name; no email, no phone
 // Every export row is in one column layout (first/last name, DOB, phone, email, address, zip), no
-// gender column. True matches carry typos only: one or two edits in a name, one digit of the
-// date of birth, a phone in another format or left out, a missing email or postcode. Deterministic
+// gender column. True matches carry typos only: one or two edits in a name, one or two slips in the
+// date of birth, a phone left out, a missing email, address or postcode. Deterministic
 // per seed. Documented in docs/reconciliation.md ("Calibration").
 import { compareGivenNames, GIVEN_LEVELS } from '../../src/reconcile/engine/compare.js';
 import type { PracticePatient } from '../../src/reconcile/engine/engine.js';
@@ -109,7 +109,8 @@ function row(parts: RowParts): Record<string, unknown> {
 function matchRow(random: Random, person: Person): Record<string, unknown> {
   const given = chance(random, 0.08) ? typo(random, typo(random, person.given)) : chance(random, 0.15) ? typo(random, person.given) : person.given;
   const surname = chance(random, 0.12) ? typo(random, person.surname) : person.surname;
-  const dob = chance(random, 0.1) ? null : chance(random, 0.06) ? dobTypo(random, person.dob) : person.dob;
+  const roll = random();
+  const dob = roll < 0.1 ? null : roll < 0.16 ? dobTypo(random, person.dob) : roll < 0.2 ? dobTypo(random, dobTypo(random, person.dob)) : person.dob;
   const addressMissing = chance(random, 0.15);
   return row({
     given, surname, dob,
