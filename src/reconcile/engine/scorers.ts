@@ -291,7 +291,7 @@ export function fitPersonModel(
   };
   let fs = fitFellegiSunter(PERSON_FIELDS, PERSON_PRIORS, counter.patterns(), settings, groups);
   if (householdShare(fs) >= HOUSEHOLDS_PRESENT_RATIO) {
-    fs = fitFellegiSunter(PERSON_FIELDS, PRIORS_WITH_HOUSEHOLDS, counter.patterns(), settings, groups);
+    fs = fitFellegiSunter(PERSON_FIELDS, PRIORS_WITH_HOUSEHOLDS, counter.patterns(), { ...settings, start: fs }, groups);
   }
   return {
     fs,
