@@ -3,8 +3,8 @@
 // confidences to the last digit, same runner-ups.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { reconcilePatients, type Algorithm, type ReconcileResult } from '../../src/reconcile/engine/engine.js';
-import { generateSyntheticSplit, seededRandom } from './synthetic.js';
+import { reconcileAppointments, reconcilePatients, type Algorithm, type ReconcileResult } from '../../src/reconcile/engine/engine.js';
+import { generateSyntheticAppointments, generateSyntheticSplit, seededRandom } from './synthetic.js';
 
 function shuffled<T>(values: readonly T[], seed: number): { list: T[]; from: number[] } {
   const random = seededRandom(seed);
@@ -42,4 +42,13 @@ describe('order independence', () => {
       });
     }
   }
+
+  it('APPOINTMENTS: shuffling the appointments and the redemption rows gives the identical result', () => {
+    const appointments = generateSyntheticAppointments(78, 500, 300);
+    const options = { algorithm: 'HYBRID' as const, confidence: 0.1, oneToOne: true };
+    const base = reconcileAppointments(appointments.practice, appointments.incoming, options);
+    const incoming = shuffled(appointments.incoming, 5);
+    const again = reconcileAppointments(shuffled(appointments.practice, 4).list, incoming.list, options);
+    assert.deepEqual(byOriginalRow(again, incoming.from), byOriginalRow(base, appointments.incoming.map((_, i) => i)));
+  });
 });
