@@ -39,9 +39,17 @@ describe('a whole name in one cell, without a comma', () => {
     }
   });
 
-  it('also reads the surname-first order "Dang Thi Lan"', () => {
-    const match = matchOf({ 'Client Name': 'Dang Thi Lan', 'Birth Date': '1986-04-17' });
-    assert.equal(match?.entityId, 'p-dang');
+  it('tells "Thi Thao Dang" from the patient Thi Lan Dang by name alone', () => {
+    // Read as first name "Thi", the row would fit both Dangs equally (about 50% each).
+    const match = matchOf({ Name: 'Thi Thao Dang' });
+    assert.equal(match?.entityId, 'p-dang-other');
+    assert.ok(match!.confidence >= 0.8, `${match?.confidence}`);
+  });
+
+  it('also reads the surname-first order "Dang Thi Thao": first name Thi Thao, surname Dang, both exact', () => {
+    const match = reconcilePatients(PRACTICE, [{ 'Client Name': 'Dang Thi Thao' }], { algorithm: 'HYBRID', confidence: 0.5 }).matches[0];
+    assert.equal(match?.entityId, 'p-dang-other');
+    assert.deepEqual([match?.fieldScores.firstName, match?.fieldScores.lastName], [1, 1]);
   });
 });
 
