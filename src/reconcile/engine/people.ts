@@ -114,12 +114,15 @@ export function linkPeople(
     incomingOrder.map((i) => incoming[i] ?? null),
     options,
   );
+  // Back to the caller's positions (the pairs are this call's own: renumbered in place).
   const pairsByIncoming: PersonPair[][] = new Array(incoming.length);
   linkage.pairsByIncoming.forEach((pairs, canonical) => {
     const incomingIndex = incomingOrder[canonical] as number;
-    pairsByIncoming[incomingIndex] = pairs.map((pair) => ({
-      ...pair, incomingIndex, practiceIndex: practiceOrder[pair.practiceIndex] as number,
-    }));
+    for (const pair of pairs) {
+      pair.incomingIndex = incomingIndex;
+      pair.practiceIndex = practiceOrder[pair.practiceIndex] as number;
+    }
+    pairsByIncoming[incomingIndex] = pairs;
   });
   return { ...linkage, pairsByIncoming, incomingKeys };
 }
