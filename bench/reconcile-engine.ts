@@ -2,12 +2,16 @@
 //   npx tsx bench/reconcile-engine.ts            everything
 //   npx tsx bench/reconcile-engine.ts --quick    FEBRL + one synthetic split, no 5k x 5k timing
 // Prints, per split and algorithm: precision, recall and F1 at the default threshold 0.8, a
-// calibration table (confidence bucket -> observed precision) and the time taken.
+// calibration table (confidence bucket -> observed precision) and the time taken; then, on the
+// look-alike generator (test/reconcile/lookalikes.ts), a reliability table per algorithm (mean
+// predicted confidence vs observed share right, in ten bins), precision at >= 0.95, and recall at
+// review-or-better (>= 0.5, the v2 review floor) beside recall at accept (>= 0.8).
 import { FEBRL_SPLITS, loadFebrlSplit } from './febrl.js';
 import {
   reconcileAppointments, reconcilePatients, type Algorithm, type ReconcileResult,
 } from '../src/reconcile/engine/engine.js';
-import { generateSyntheticAppointments, generateSyntheticSplit } from '../test/reconcile/synthetic.js';
+import { generateLookAlikeSplit } from '../test/reconcile/lookalikes.js';
+import { generateSyntheticAppointments, generateSyntheticSplit, type SyntheticSplit } from '../test/reconcile/synthetic.js';
 
 const ALGORITHMS: readonly Algorithm[] = ['FUZZY_MATCH', 'ML_MODEL', 'HYBRID'];
 const THRESHOLD = 0.8;
@@ -44,6 +48,39 @@ export function calibrationTable(result: ReconcileResult, truth: readonly (strin
     lines.push(`      [${lo.toFixed(2)}, ${Math.min(hi, 1).toFixed(2)})  n=${String(inBucket.length).padStart(5)}  precision ${precision(inBucket)}   |  >=${lo.toFixed(2)}: n=${String(atLeast.length).padStart(5)} precision ${precision(atLeast)} ${ok}`);
   }
   return lines;
+}
+
+/** Reliability: per tenth of confidence, how many matches, their mean confidence and the share right. */
+export function reliabilityTable(result: ReconcileResult, truth: readonly (string | null)[]): string[] {
+  const lines: string[] = [];
+  for (let bin = 0; bin < 10; bin += 1) {
+    const lo = bin / 10;
+    const hi = (bin + 1) / 10;
+    const inBin = result.matches.filter((m) => m.confidence >= lo && (m.confidence < hi || (bin === 9 && m.confidence <= 1)));
+    if (inBin.length === 0) continue;
+    const predicted = inBin.reduce((sum, m) => sum + m.confidence, 0) / inBin.length;
+    const observed = inBin.filter((m) => truth[m.recordIndex] === m.entityId).length / inBin.length;
+    const flag = observed + 0.1 < predicted ? '  OVER-CONFIDENT' : '';
+    lines.push(`      [${lo.toFixed(1)}, ${hi.toFixed(1)})  n=${String(inBin.length).padStart(5)}  predicted ${predicted.toFixed(3)}  observed ${observed.toFixed(3)}${flag}`);
+  }
+  return lines;
+}
+
+/** The look-alike and typo-only splits: calibration of each algorithm on its own, and where its rules put pairs. */
+function runCalibration(split: SyntheticSplit): void {
+  const lookAlikes = split.kinds.filter((kind) => kind === 'mother-daughter' || kind === 'twin').length;
+  console.log(`\n${split.name}: ${split.practice.length} practice x ${split.incoming.length} incoming, ${split.truth.filter((t) => t !== null).length} true matches, ${lookAlikes} look-alikes (engine run as a v2 job: floor 0.5, accept 0.8)`);
+  for (const algorithm of ALGORITHMS) {
+    const result = reconcilePatients(split.practice, split.incoming, { algorithm, confidence: 0.5, acceptAt: THRESHOLD });
+    const high = result.matches.filter((m) => m.confidence >= 0.95);
+    const highRight = high.filter((m) => split.truth[m.recordIndex] === m.entityId).length;
+    const overconfidentLookAlikes = result.matches.filter((m) => m.confidence >= 0.95 && split.truth[m.recordIndex] === null
+      && (split.kinds[m.recordIndex] === 'mother-daughter' || split.kinds[m.recordIndex] === 'twin')).length;
+    const accepted = scoreAt(result, split.truth, THRESHOLD);
+    const review = scoreAt(result, split.truth, 0.5);
+    console.log(`  ${algorithm.padEnd(12)} >=0.95: n=${high.length} precision ${(high.length === 0 ? 1 : highRight / high.length).toFixed(4)} (look-alikes ${overconfidentLookAlikes})  |  accepted P ${accepted.precision.toFixed(4)} R ${accepted.recall.toFixed(4)}  |  review-or-better R ${review.recall.toFixed(4)}`);
+    for (const line of reliabilityTable(result, split.truth)) console.log(line);
+  }
 }
 
 function timeIt<T>(run: () => T): { value: T; ms: number } {
@@ -83,6 +120,11 @@ function main(): void {
   for (const name of FEBRL_SPLITS) runPatients(`febrl ${name}`, loadFebrlSplit(name), details);
   for (const seed of quick ? [101] : [101, 202, 303]) {
     runPatients(`synthetic med-spa ${seed}`, generateSyntheticSplit(seed), details);
+  }
+
+  for (const seed of quick ? [1] : [1, 2]) {
+    runCalibration(generateLookAlikeSplit(seed));
+    runCalibration(generateLookAlikeSplit(seed, { lookAlikes: false }));
   }
 
   const appointments = generateSyntheticAppointments(404, 2000, 1500);

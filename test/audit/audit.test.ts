@@ -37,10 +37,11 @@ for (const target of databaseTargets()) {
     });
 
     /** Seals until `expected` events are sealed: on a shared server another client's transaction
-     *  can hold the horizon back for a moment. */
+     *  can hold the horizon back (the snapshot's xmin is cluster-wide: a long transaction in another
+     *  database counts too), so it waits up to 20 s. */
     async function sealUntil(expected: number): Promise<number> {
       let sealed = 0;
-      for (let attempt = 0; attempt < 100 && sealed < expected; attempt++) {
+      for (let attempt = 0; attempt < 400 && sealed < expected; attempt++) {
         sealed += await sealAuditEvents(db);
         if (sealed < expected) await new Promise((resolve) => setTimeout(resolve, 50));
       }

@@ -107,3 +107,11 @@ describe('person comparison', () => {
     assert.equal(comparison.levels[F.surname], 0);
   });
 });
+
+describe('first names with two letters swapped', () => {
+  it('reads "Zeo" for "Zoe" as a typo, not another name', () => {
+    const name = (joined: string): NameValue => ({ joined, tokens: [joined] });
+    assert.equal(compareGivenNames(name('zeo'), name('zoe')).level, 2);
+    assert.equal(compareGivenNames(name('zoe'), name('eoz')).level, 4);
+  });
+});

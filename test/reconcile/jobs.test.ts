@@ -108,6 +108,17 @@ for (const target of databaseTargets()) {
       assert.deepEqual(unmatched.data.map((m) => m.recordIndex), [2]);
     });
 
+    test('a look-alike rule sends a pair to review at the job\'s band, it does not drop it', async () => {
+      // Hannah Kowalski's birth date, surname and phone under another first name and no address: the
+      // model would accept it; HYBRID caps it halfway into this job's band [0.5, 0.9), for a person to decide.
+      const response = await upload('First Name,Last Name,DOB,Phone\r\nXiomara,Kowalski,07/21/1992,(206) 555-0199\r\n', 'kind=PATIENTS&confidence=0.9');
+      assert.equal(response.statusCode, 202, response.body);
+      const id = (response.json() as { id: string }).id;
+      assert.equal(((await finished(id)) as { status: string }).status, 'succeeded');
+      const rows = (await app.inject({ url: `/v2/reconciliations/${id}/matches`, headers: admin })).json() as { data: { band: string; entityId: string | null; confidence: number }[] };
+      assert.deepEqual(rows.data.map((m) => [m.band, m.entityId, m.confidence]), [['review', patientIds[2], 0.7]]);
+    });
+
     test('practice B cannot read, decide on, apply, export or cancel practice A\'s job (404)', async () => {
       const intruder = other.users.ADMIN.headers;
       for (const [method, url] of [

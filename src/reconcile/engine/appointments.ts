@@ -4,7 +4,7 @@
 // agrees (brand or generic name), and the amount is plausible (the sale, or a reward worth a
 // fraction of it).
 import { assign, rankCandidates, roundConfidence, type RecordDecision } from './decide.js';
-import type { PracticeAppointment, ReconcileOptions, ReconcileResult, ReconciliationMatch } from './engine.js';
+import { lookAlikeCap, type PracticeAppointment, type ReconcileOptions, type ReconcileResult, type ReconciliationMatch } from './engine.js';
 import { fieldScores } from './features.js';
 import { compileFieldMapping, recogniseRecord, type CanonicalRecord } from './fields.js';
 import { dayNumber, parseAmountCents, parseDateReadings } from './normalise.js';
@@ -104,7 +104,9 @@ export function reconcileAppointmentRows(
     const record = recogniseRecord(row, mapping);
     return record === null ? null : prepareRow(record);
   });
-  const linkage = linkPeople(preparePractice(patients), rows.map((row) => row?.person ?? null), { algorithm: options.algorithm });
+  const linkage = linkPeople(preparePractice(patients), rows.map((row) => row?.person ?? null), {
+    algorithm: options.algorithm, practiceIds: patients.map((patient) => patient.id), reviewCap: lookAlikeCap(options),
+  });
 
   let compared = 0;
   const candidatesByRow: AppointmentCandidate[][] = rows.map((row, rowIndex) => {
@@ -126,7 +128,12 @@ export function reconcileAppointmentRows(
 
   const decisions: RecordDecision[] = candidatesByRow.map((candidates, recordIndex) => ({
     recordIndex,
-    ranked: rankCandidates(candidates.map((candidate) => ({ practiceIndex: candidate.appointmentIndex, logOdds: candidate.logOdds }))),
+    ranked: rankCandidates(candidates.map((candidate) => ({
+      practiceIndex: candidate.appointmentIndex, logOdds: candidate.logOdds,
+      stableKey: (practice[candidate.appointmentIndex] as PracticeAppointment).id,
+    }))),
+    // The whole row (person, dates, service, amount), so two rows of one patient tie-break apart.
+    stableKey: JSON.stringify(rows[recordIndex] ?? null),
   }));
   const matches: ReconciliationMatch[] = assign(decisions, options.confidence, options.oneToOne ?? false).map(({ recordIndex, choice }) => {
     const ranked = (decisions[recordIndex] as RecordDecision).ranked;

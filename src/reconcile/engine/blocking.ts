@@ -38,6 +38,10 @@ export function blockingKeys(person: PreparedPerson): string[] {
   }
   const givenCode = firstCode(person.given);
   if (givenCode !== null && person.surname !== null) keys.add(`sg:${givenCode}|${firstLetter(person.surname)}`);
+  // The other reading of a whole name ("Dang Thi Lan": surname Dang) meets its patient the same way.
+  const other = person.otherReading;
+  const otherSurnameCode = firstCode(other?.surname ?? null);
+  if (other !== null && otherSurnameCode !== null) keys.add(`sg:${otherSurnameCode}|${firstLetter(other.given)}`);
 
   for (const date of person.dob) {
     const year = date.slice(0, 4);

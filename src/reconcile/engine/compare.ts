@@ -115,6 +115,8 @@ export function compareGivenNames(a: NameValue | null, b: NameValue | null): Com
   if (isClippedForm(firstA, firstB)) return { level: 2, similarity: Math.max(jw(a.joined, b.joined), 0.88) };
   const similarity = Math.max(jw(a.joined, b.joined), bestTokenSimilarity(a, b) * 0.98);
   if (similarity >= 0.92) return { level: 2, similarity };
+  // "Zeo" for "Zoe": two letters swapped is a typo, however low Jaro-Winkler scores a short name.
+  if (firstA[0] === firstB[0] && isAdjacentTransposition(a.joined, b.joined)) return { level: 2, similarity: Math.max(similarity, 0.9) };
   // "J" against "Jennifer": an initial agrees but carries little evidence.
   const initialOnly = (firstA.length === 1 || firstB.length === 1) && firstA[0] === firstB[0];
   if (similarity >= 0.8 || initialOnly) return { level: 3, similarity: Math.max(similarity, 0.6) };

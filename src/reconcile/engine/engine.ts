@@ -1,6 +1,6 @@
 // The reconciliation engine's stable interface. Pure and synchronous: plain JSON in, plain JSON
 // out, so it can run inside a worker thread. No HTTP, no database.
-import { assign, rankCandidates, roundConfidence, type RecordDecision } from './decide.js';
+import { assign, DEFAULT_REVIEW_FLOOR, rankCandidates, reviewCap, roundConfidence, type RecordDecision } from './decide.js';
 import { fieldScores } from './features.js';
 import { compileFieldMapping, recogniseRecord } from './fields.js';
 import { linkPeople, preparePractice, type Algorithm, type PersonLinkage } from './people.js';
@@ -43,6 +43,12 @@ export interface ReconcileOptions {
   algorithm: Algorithm;
   /** Threshold 0.1..1: matches below it are reported unmatched. */
   confidence: number;
+  /**
+   * The accept threshold when `confidence` is a review floor below it (v2 jobs). HYBRID's
+   * look-alike rules cap a pair inside [floor, acceptAt). Default: `confidence`, with the floor at
+   * min(0.5, confidence).
+   */
+  acceptAt?: number;
   /** Each practice record matched at most once (default false). */
   oneToOne?: boolean;
   /** Input key -> canonical field ("ignore" drops a key); wins over key recognition. */
@@ -101,7 +107,10 @@ function patientMatches(
 ): ReconciliationMatch[] {
   const decisions: RecordDecision[] = linkage.pairsByIncoming.map((pairs, recordIndex) => ({
     recordIndex,
-    ranked: rankCandidates(pairs.map((pair) => ({ practiceIndex: pair.practiceIndex, logOdds: pair.logOdds }))),
+    ranked: rankCandidates(pairs.map((pair) => ({
+      practiceIndex: pair.practiceIndex, logOdds: pair.logOdds, stableKey: (practice[pair.practiceIndex] as PracticePatient).id,
+    }))),
+    stableKey: linkage.incomingKeys[recordIndex] ?? '',
   }));
   const assignments = assign(decisions, options.confidence, options.oneToOne ?? false);
   return assignments.map(({ recordIndex, choice }) => {
@@ -127,11 +136,19 @@ function patientMatches(
   });
 }
 
+/** Where HYBRID's look-alike rules put a pair: in the review band of these options. */
+export function lookAlikeCap(options: ReconcileOptions): number {
+  if (options.acceptAt !== undefined) return reviewCap(options.acceptAt, options.confidence);
+  return reviewCap(options.confidence, Math.min(DEFAULT_REVIEW_FLOOR, options.confidence));
+}
+
 /** Matches free-form incoming rows (exports) to the practice's patients. */
 export function reconcilePatients(practice: PracticePatient[], incoming: unknown[], options: ReconcileOptions): ReconcileResult {
   const practicePeople = preparePractice(practice);
   const incomingPeople = prepareIncoming(incoming, options.fieldMapping);
-  const linkage = linkPeople(practicePeople, incomingPeople, { algorithm: options.algorithm });
+  const linkage = linkPeople(practicePeople, incomingPeople, {
+    algorithm: options.algorithm, practiceIds: practice.map((patient) => patient.id), reviewCap: lookAlikeCap(options),
+  });
   const matches = patientMatches(practice, linkage, options);
   return summarise(matches, incoming.length, options.algorithm, { compared: linkage.compared, blocks: linkage.blocks });
 }

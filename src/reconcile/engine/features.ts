@@ -56,7 +56,22 @@ function emailsOnlyShareTheName(incoming: PreparedPerson, practice: PreparedPers
   return incoming.emails.some((a) => practice.emails.some((b) => mailboxName(a) === mailboxName(b) && nameForms.has(a.local.replace(/[^a-z]/g, ''))));
 }
 
+/**
+ * The comparison vector of one pair. A full name that can be read in two orders ("Dang Thi Lan")
+ * is compared both ways and the reading whose names fit better is kept.
+ */
 export function comparePeople(incoming: PreparedPerson, practice: PreparedPerson): PairComparison {
+  const straight = compareReading(incoming, practice);
+  const other = incoming.otherReading;
+  if (other === null) return straight;
+  const crosswise = compareReading({ ...incoming, given: other.given, surname: other.surname, otherReading: null }, practice);
+  const nameLevels = (comparison: PairComparison): number => nameLevelSum(
+    { level: comparison.levels[F.given] as number, similarity: 0 }, { level: comparison.levels[F.surname] as number, similarity: 0 },
+  );
+  return nameLevels(crosswise) < nameLevels(straight) ? crosswise : straight;
+}
+
+function compareReading(incoming: PreparedPerson, practice: PreparedPerson): PairComparison {
   let given = compareGivenNames(incoming.given, practice.given);
   let surname = compareSurnames(incoming.surname, practice.surname, practice.otherSurnames);
   let swappedNames = false;

@@ -15,10 +15,29 @@ export interface FieldPrior {
   u: readonly number[];
   /** A fixed log Bayes factor per level (not learned), e.g. for member ids that only ever agree. */
   fixedLogBf?: readonly number[];
+  /** Upper bounds on m per level (null: none): what the data cannot tell apart from another hypothesis. */
+  maxM?: readonly (number | null)[];
+}
+
+/** m clamped to the prior's upper bounds, the rest of the mass spread over the other levels. */
+function bounded(m: number[], maxM: readonly (number | null)[] | undefined): number[] {
+  if (maxM === undefined) return m;
+  let excess = 0;
+  let free = 0;
+  const result = m.map((value, level) => {
+    const bound = maxM[level] ?? null;
+    if (bound !== null && value > bound) { excess += value - bound; return bound; }
+    return value;
+  });
+  result.forEach((value, level) => { if ((maxM[level] ?? null) === null) free += value; });
+  if (excess === 0 || free === 0) return result;
+  return result.map((value, level) => ((maxM[level] ?? null) === null ? value + (excess * value) / free : value));
 }
 
 export interface FellegiSunterModel {
   lambda: number;
+  /** Share of all pairs the alternative hypothesis explains (0 without one). */
+  alternativeShare: number;
   /** Natural-log Bayes factor ln(m/u) per field and level. */
   logBf: number[][];
   m: number[][];
@@ -46,6 +65,24 @@ export interface EmOptions {
    * this is all incoming x practice pairs, since blocking only dropped pairs with no chance.
    */
   lambdaDenominator?: number;
+  /** A third hypothesis besides "same" and "unrelated", learned alongside them (see {@link Alternative}). */
+  alternative?: Alternative;
+  /** A fit to start from (a refit under other priors converges in a few steps instead of from scratch). */
+  start?: FellegiSunterModel;
+}
+
+/**
+ * A third hypothesis, such as "a relative from the same household": on `matchLikeFields` it agrees
+ * as often as a match does (their m, learned), on the fields of `rates` with fixed rates of its
+ * own, on every other field as often as unrelated pairs (u). Its share of pairs is learned by the
+ * same EM; with it the E-step no longer counts relatives as matches, so m is learned from the
+ * person herself.
+ */
+export interface Alternative {
+  matchLikeFields: ReadonlySet<number>;
+  rates: ReadonlyMap<number, readonly number[]>;
+  /** Starting share, as a multiple of lambda. */
+  initialRatio: number;
 }
 
 const DEFAULT_EM: EmOptions = { maxIterations: 60, tolerance: 1e-6, priorStrength: 30, initialLambda: 0.05 };
@@ -104,7 +141,7 @@ function modelFrom(
     const uf = u[f] as number[];
     return ordered(mf.map((mi, level) => Math.log(mi / (uf[level] as number))));
   });
-  return { lambda, logBf, m, u, iterations, usedDefaults };
+  return { lambda, alternativeShare: 0, logBf, m, u, iterations, usedDefaults };
 }
 
 /** The model made of the default m/u alone (used when a run has too few pairs to learn from). */
@@ -139,6 +176,24 @@ function logBfOfPatterns(patterns: readonly Pattern[], m: number[][], u: number[
   return result;
 }
 
+/** ln(P(levels | alternative) / P(levels | unrelated)) per pattern, under the current m and u. */
+function alternativeLogRatios(patterns: readonly Pattern[], alternative: Alternative, m: number[][], u: number[][]): Float64Array {
+  const result = new Float64Array(patterns.length);
+  patterns.forEach((pattern, p) => {
+    let total = 0;
+    for (let f = 0; f < pattern.levels.length; f += 1) {
+      const level = pattern.levels[f] as number;
+      if (level === MISSING) continue;
+      const unrelated = (u[f] as number[])[level] as number;
+      const own = alternative.rates.get(f);
+      if (own !== undefined) total += Math.log((own[level] as number) / unrelated);
+      else if (alternative.matchLikeFields.has(f)) total += Math.log(((m[f] as number[])[level] as number) / unrelated);
+    }
+    result[p] = total;
+  });
+  return result;
+}
+
 /**
  * Posterior match probability of every pattern occurrence, summed per pattern.
  * With `groups` (the pattern of each candidate pair, grouped by incoming record) the E-step knows
@@ -150,6 +205,8 @@ function expectedMatches(
   patterns: readonly Pattern[], groups: readonly Int32Array[] | undefined, logBf: Float64Array, logLambdaOdds: number,
 ): Float64Array {
   const perPattern = new Float64Array(patterns.length);
+  // Only `logBf` matters here: with an alternative hypothesis the caller passes the odds of a match
+  // against "unrelated or alternative", ln(w / (1 + a)); a group then still holds at most one match.
   if (groups === undefined) {
     patterns.forEach((pattern, p) => {
       perPattern[p] = pattern.count / (1 + Math.exp(-(logLambdaOdds + (logBf[p] as number))));
@@ -185,17 +242,30 @@ export function fitFellegiSunter(
 ): FellegiSunterModel {
   const settings = { ...DEFAULT_EM, ...options };
   const fieldCount = fields.length;
-  let m = priors.map((prior) => normalised([...prior.m]));
+  let m = settings.start?.m.map((levels, f) => bounded([...levels], priors[f]?.maxM)) ?? priors.map((prior) => normalised([...prior.m]));
   let u = settings.fixedU ?? priors.map((prior) => normalised([...prior.u]));
-  let lambda = settings.initialLambda;
+  let lambda = settings.start?.lambda ?? settings.initialLambda;
   const totalPairs = patterns.reduce((sum, pattern) => sum + pattern.count, 0);
   const lambdaDenominator = settings.lambdaDenominator ?? totalPairs;
   if (totalPairs === 0) return modelFrom(fields, priors, m, u, lambda, 0, true);
 
+  const alternative = settings.alternative;
+  let alternativeShare = alternative === undefined ? 0
+    : settings.start !== undefined && settings.start.alternativeShare > 0 ? settings.start.alternativeShare : lambda * alternative.initialRatio;
   let iteration = 0;
   for (; iteration < settings.maxIterations; iteration += 1) {
     const logBf = logBfOfPatterns(patterns, m, u);
-    const matchesPerPattern = expectedMatches(patterns, groups, logBf, Math.log(lambda / (1 - lambda)));
+    const logLambdaOdds = Math.log(lambda / (1 - lambda));
+    // Per pattern, the alternative's odds against "unrelated": a = share/(1-share) * P(e|alt)/P(e|unrelated).
+    let alternativeOdds: Float64Array | null = null;
+    if (alternative !== undefined) {
+      const ratios = alternativeLogRatios(patterns, alternative, m, u);
+      const logShareOdds = Math.log(alternativeShare / (1 - lambda));
+      alternativeOdds = ratios.map((ratio) => Math.exp(Math.min(50, logShareOdds + ratio)));
+      for (let p = 0; p < patterns.length; p += 1) logBf[p] = (logBf[p] as number) - Math.log1p(alternativeOdds[p] as number);
+    }
+    const matchesPerPattern = expectedMatches(patterns, groups, logBf, logLambdaOdds);
+    let expectedAlternativeCount = 0;
     // Expected counts start at the prior pseudo-counts.
     const mCounts = priors.map((prior) => normalised([...prior.m]).map((p) => p * settings.priorStrength));
     const uCounts = priors.map((prior) => normalised([...prior.u]).map((p) => p * settings.priorStrength));
@@ -204,6 +274,10 @@ export function fitFellegiSunter(
       const asMatch = matchesPerPattern[p] as number;
       const asNonMatch = pattern.count - asMatch;
       expectedMatchCount += asMatch;
+      if (alternativeOdds !== null) {
+        const odds = alternativeOdds[p] as number;
+        expectedAlternativeCount += (asNonMatch * odds) / (1 + odds);
+      }
       for (let f = 0; f < fieldCount; f += 1) {
         const level = pattern.levels[f] as number;
         if (level === MISSING) continue;
@@ -211,10 +285,12 @@ export function fitFellegiSunter(
         (uCounts[f] as number[])[level] = ((uCounts[f] as number[])[level] as number) + asNonMatch;
       }
     });
-    const nextM = mCounts.map(normalised);
+    const nextM = mCounts.map((counts, f) => bounded(normalised(counts), priors[f]?.maxM));
     const nextU = settings.fixedU ?? uCounts.map(normalised);
     const nextLambda = Math.min(0.5, Math.max(1e-9, expectedMatchCount / lambdaDenominator));
+    const nextAlternativeShare = Math.min(0.5, Math.max(1e-15, expectedAlternativeCount / lambdaDenominator));
     let change = Math.abs(Math.log(nextLambda / lambda)) * 1e-3;
+    if (alternative !== undefined) change = Math.max(change, Math.abs(Math.log(nextAlternativeShare / alternativeShare)) * 1e-3);
     for (let f = 0; f < fieldCount; f += 1) {
       for (let level = 0; level < (nextM[f] as number[]).length; level += 1) {
         change = Math.max(
@@ -227,10 +303,11 @@ export function fitFellegiSunter(
     m = nextM;
     u = nextU;
     lambda = nextLambda;
+    alternativeShare = nextAlternativeShare;
     if (change < settings.tolerance) break;
   }
 
-  const model = modelFrom(fields, priors, m, u, lambda, iteration, false);
+  const model = { ...modelFrom(fields, priors, m, u, lambda, iteration, false), alternativeShare: alternative === undefined ? 0 : alternativeShare };
   const identifying = fields
     .map((field, f) => ({ field, f }))
     .filter(({ field }) => field.name === 'firstName' || field.name === 'lastName' || field.name === 'dateOfBirth');

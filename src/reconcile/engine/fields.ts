@@ -3,7 +3,7 @@ import { asText } from './text.js';
 
 export type CanonicalField =
   | 'firstName' | 'middleName' | 'lastName' | 'otherLastName' | 'fullName'
-  | 'dateOfBirth' | 'email' | 'phone' | 'gender'
+  | 'dateOfBirth' | 'birthDay' | 'birthMonth' | 'birthYear' | 'email' | 'phone' | 'gender'
   | 'streetNumber' | 'addressLine1' | 'addressLine2' | 'city' | 'state' | 'postalCode' | 'country'
   | 'memberId'
   | 'serviceDate' | 'service' | 'amount' | 'amountCents'
@@ -18,6 +18,10 @@ export interface CanonicalRecord {
   otherLastNames: string[];
   fullName: string | null;
   dateOfBirth: string | null;
+  /** A birth date split over three columns; joined when there is no whole date. */
+  birthDay: string | null;
+  birthMonth: string | null;
+  birthYear: string | null;
   emails: string[];
   phones: string[];
   gender: string | null;
@@ -40,7 +44,7 @@ export interface CanonicalRecord {
 export function emptyRecord(): CanonicalRecord {
   return {
     firstName: null, middleName: null, lastName: null, otherLastNames: [], fullName: null,
-    dateOfBirth: null, emails: [], phones: [], gender: null,
+    dateOfBirth: null, birthDay: null, birthMonth: null, birthYear: null, emails: [], phones: [], gender: null,
     streetNumber: null, addressLine1: null, addressLine2: null, city: null, state: null, postalCode: null,
     country: null, memberIds: [], serviceDate: null, service: null, amount: null, amountCents: null,
     transactionId: null,
@@ -49,7 +53,9 @@ export function emptyRecord(): CanonicalRecord {
 
 /**
  * Recognised spellings, compared after {@link normaliseKey} (lower-case, letters and digits only),
- * so "First Name", first_name, FIRST-NAME and firstName are all "firstname".
+ * so "First Name", first_name, FIRST-NAME and firstName are all "firstname". Spanish spellings
+ * (Nombre, Apellidos, Fecha de nacimiento, Correo electrónico, Teléfono, Dirección, Código postal, ...)
+ * are recognised like the English ones; accents fold away ("Teléfono" is "telefono").
  * docs/reconciliation.md lists these for users: keep the two in step.
  */
 const ALIASES: Record<CanonicalField, readonly string[]> = {
@@ -57,65 +63,99 @@ const ALIASES: Record<CanonicalField, readonly string[]> = {
     'firstname', 'first', 'fname', 'givenname', 'given', 'forename', 'forenames', 'namefirst', 'christianname',
     'preferredname', 'nickname', 'patientfirstname', 'clientfirstname', 'memberfirstname', 'customerfirstname',
     'guestfirstname', 'firstnm',
+    'nombre', 'nombres', 'primernombre', 'nombredepila', 'nombrepaciente', 'nombrecliente', 'nombredelpaciente',
+    'nombredelcliente', 'nombresocio',
   ],
-  middleName: ['middlename', 'middle', 'middleinitial', 'mi', 'namemiddle', 'secondname'],
+  middleName: ['middlename', 'middle', 'middleinitial', 'mi', 'namemiddle', 'secondname', 'segundonombre'],
   lastName: [
     'lastname', 'last', 'lname', 'surname', 'familyname', 'family', 'namelast', 'patientlastname',
     'clientlastname', 'memberlastname', 'customerlastname', 'guestlastname', 'lastnm',
+    'apellido', 'apellidos', 'primerapellido', 'apellidopaterno', 'apellidodelpaciente', 'apellidodelcliente',
   ],
-  otherLastName: ['maidenname', 'previouslastname', 'formerlastname', 'birthname', 'priorlastname', 'aliaslastname', 'othersurname'],
+  otherLastName: [
+    'maidenname', 'previouslastname', 'formerlastname', 'birthname', 'priorlastname', 'aliaslastname', 'othersurname',
+    // A Spanish second surname (the mother's) is compared as an alternative surname.
+    'segundoapellido', 'apellidomaterno', 'apellidodesoltera',
+  ],
   fullName: [
     'name', 'fullname', 'patientname', 'clientname', 'membername', 'customername', 'guestname', 'patient',
     'client', 'member', 'customer', 'guest', 'displayname', 'contactname', 'legalname',
+    'nombrecompleto', 'nombreyapellidos', 'nombreyapellido', 'paciente', 'cliente', 'socio', 'miembro',
   ],
   dateOfBirth: [
     'dob', 'dateofbirth', 'birthdate', 'birthday', 'birth', 'bdate', 'bday', 'dobmmddyyyy', 'dobddmmyyyy',
     'dobyyyymmdd', 'patientdob', 'clientdob', 'memberdob', 'customerdob', 'datebirth',
+    'fechadenacimiento', 'fechanacimiento', 'fnacimiento', 'fechanac', 'fecnac', 'nacimiento',
+  ],
+  // "Birth Day" normalises to "birthday", a whole date: it is read as the day in prepare.ts when
+  // the month and year columns are there too.
+  birthDay: ['dobday', 'dobdd', 'dayofbirth', 'birthdateday', 'birthdd', 'day', 'dd', 'dia', 'diadenacimiento', 'dianacimiento'],
+  birthMonth: [
+    'birthmonth', 'dobmonth', 'dobmm', 'monthofbirth', 'birthdatemonth', 'birthmm', 'month', 'mm', 'mes',
+    'mesdenacimiento', 'mesnacimiento',
+  ],
+  birthYear: [
+    'birthyear', 'dobyear', 'dobyyyy', 'yearofbirth', 'birthdateyear', 'birthyyyy', 'year', 'yyyy', 'ano',
+    'anodenacimiento', 'anonacimiento',
   ],
   email: [
     'email', 'emailaddress', 'mail', 'emailid', 'email1', 'email2', 'primaryemail', 'personalemail',
     'patientemail', 'clientemail', 'memberemail', 'customeremail', 'emailaddr', 'contactemail',
+    'correo', 'correoelectronico', 'correoe', 'direcciondecorreo', 'direcciondecorreoelectronico',
   ],
   phone: [
     'phone', 'phonenumber', 'phoneno', 'phonenum', 'mobile', 'mobilephone', 'mobilenumber', 'mobileno', 'cell',
     'cellphone', 'cellnumber', 'telephone', 'tel', 'homephone', 'workphone', 'primaryphone', 'contactnumber',
     'contactphone', 'phone1', 'phone2', 'ph', 'sms', 'patientphone', 'clientphone', 'memberphone',
     'customerphone', 'phonemobile', 'phonehome',
+    'telefono', 'telefonos', 'celular', 'movil', 'telefonomovil', 'telefonocelular', 'telefonofijo',
+    'telefonodecasa', 'numerodetelefono', 'numerodecelular', 'whatsapp',
   ],
-  gender: ['gender', 'sex'],
-  streetNumber: ['streetnumber', 'streetno', 'housenumber', 'houseno', 'streetnum', 'buildingnumber'],
+  gender: ['gender', 'sex', 'sexo', 'genero'],
+  streetNumber: ['streetnumber', 'streetno', 'housenumber', 'houseno', 'streetnum', 'buildingnumber', 'numeroexterior', 'numerodecalle'],
   addressLine1: [
     'address', 'address1', 'addressline1', 'addr1', 'addr', 'street', 'streetaddress', 'street1', 'line1',
     'mailingaddress', 'homeaddress', 'streetline1', 'addressstreet',
+    'direccion', 'domicilio', 'calle', 'direccion1', 'calleynumero',
   ],
-  addressLine2: ['address2', 'addressline2', 'addr2', 'street2', 'line2', 'apt', 'suite', 'unit', 'apartment', 'streetline2'],
-  city: ['city', 'suburb', 'town', 'locality', 'municipality', 'cityname', 'towncity', 'addresscity'],
-  state: ['state', 'province', 'region', 'stateprovince', 'stateorprovince', 'statecode', 'st', 'territory', 'addressstate'],
+  addressLine2: [
+    'address2', 'addressline2', 'addr2', 'street2', 'line2', 'apt', 'suite', 'unit', 'apartment', 'streetline2',
+    'direccion2', 'numerointerior', 'colonia', 'departamento', 'depto',
+  ],
+  city: ['city', 'suburb', 'town', 'locality', 'municipality', 'cityname', 'towncity', 'addresscity', 'ciudad', 'municipio', 'localidad', 'poblacion'],
+  state: ['state', 'province', 'region', 'stateprovince', 'stateorprovince', 'statecode', 'st', 'territory', 'addressstate', 'estado', 'provincia'],
   postalCode: [
     'zip', 'zipcode', 'postcode', 'postalcode', 'postal', 'zippostalcode', 'postalzip', 'zip5', 'pincode',
     'addresszip', 'addresspostalcode',
+    'codigopostal', 'cp', 'codpostal', 'codigozip',
   ],
-  country: ['country', 'countrycode', 'countryname'],
+  country: ['country', 'countrycode', 'countryname', 'pais'],
   memberId: [
     'memberid', 'membernumber', 'memberno', 'loyaltyid', 'loyaltynumber', 'alleid', 'allememberid', 'aspireid',
     'aspirememberid', 'accountnumber', 'accountid', 'customerid', 'customernumber', 'clientid', 'clientnumber',
     'patientid', 'patientnumber', 'externalid', 'mrn', 'medicalrecordnumber', 'chartnumber', 'guestid',
+    'numerodesocio', 'numerosocio', 'nodesocio', 'idsocio', 'iddesocio', 'numerodemiembro', 'idmiembro',
+    'numerodecliente', 'idcliente', 'numerodepaciente', 'idpaciente', 'expediente', 'numerodeexpediente',
   ],
   serviceDate: [
     'date', 'servicedate', 'transactiondate', 'redemptiondate', 'redeemeddate', 'redeemedat', 'visitdate',
     'appointmentdate', 'treatmentdate', 'purchasedate', 'saledate', 'dateofservice', 'dos', 'posteddate',
     'postdate', 'orderdate', 'datetime', 'starttime', 'start', 'startsat', 'scheduledat', 'transactiontime',
     'redemptiontime', 'redeemedon', 'redemptionon', 'saleon', 'postedon',
+    'redemptiontime',
+    'fecha', 'fechadeservicio', 'fechadeventa', 'fechadecanje', 'fechadecompra', 'fechadelacita', 'fechadevisita',
   ],
   service: [
     'service', 'servicename', 'product', 'productname', 'treatment', 'treatmentname', 'item', 'itemname',
     'description', 'procedure', 'procedurename', 'offer', 'offername', 'brand', 'sku', 'lineitem',
     'memo', 'itemdescription', 'productdescription', 'servicedescription',
+    'servicio', 'producto', 'tratamiento', 'concepto', 'descripcion', 'procedimiento', 'marca',
   ],
   amount: [
     'amount', 'total', 'price', 'value', 'reward', 'rewardamount', 'rewardvalue', 'saleamount', 'subtotal',
     'paid', 'amountpaid', 'netamount', 'discount', 'rebate', 'redemptionamount', 'redeemedamount', 'charge',
     'totalamount', 'grandtotal', 'cost',
+    'monto', 'importe', 'precio', 'valor', 'recompensa', 'descuento', 'pagado', 'montototal', 'importetotal',
   ],
   amountCents: ['pricecents', 'amountcents', 'totalcents', 'valuecents', 'rewardcents'],
   transactionId: [
@@ -129,19 +169,32 @@ const ALIASES: Record<CanonicalField, readonly string[]> = {
 const FIELD_BY_KEY: ReadonlyMap<string, CanonicalField> = (() => {
   const map = new Map<string, CanonicalField>();
   for (const [field, spellings] of Object.entries(ALIASES) as [CanonicalField, readonly string[]][]) {
-    map.set(field.toLowerCase(), field);
     for (const spelling of spellings) map.set(spelling, field);
   }
+  // A canonical name as a column key, unless an export spelling already claims it: a "Birthday"
+  // column is a whole date (dateOfBirth), though the canonical birthDay lower-cases the same.
+  for (const field of Object.keys(ALIASES) as CanonicalField[]) if (!map.has(field.toLowerCase())) map.set(field.toLowerCase(), field);
   return map;
 })();
+
+/** fieldMapping targets: the canonical names as written ("birthDay"), then any recognised spelling. */
+const CANONICAL_FIELDS: ReadonlySet<string> = new Set(Object.keys(ALIASES));
 
 /** Loose rules for keys no alias covers ("Client Mobile #", "Birth Date (MM/DD/YYYY)"). */
 const KEY_PATTERNS: readonly [RegExp, CanonicalField][] = [
   // "mailing address" is an address, not an e-mail.
-  [/email|^mail$|^mail(?!ing)/, 'email'],
-  [/phone|mobile|cell|telephone|(?:home|work|day|evening|primary|contact)ph(?:no|num)?$/, 'phone'],
+  [/email|^mail$|^mail(?!ing)|correo/, 'email'],
+  [/phone|mobile|cell|telephone|telefono|celular|(?:home|work|day|evening|primary|contact)ph(?:no|num)?$/, 'phone'],
   [/zip|postcode|postal/, 'postalCode'],
-  [/birth|dob/, 'dateOfBirth'],
+  // A whole date whose format is spelled out: "Birth Date (MM/DD/YYYY)", "Fecha de nacimiento (dd/mm/aaaa)".
+  [/(?:birth|dob|nacimiento).*(?:mm.*dd|dd.*mm)/, 'dateOfBirth'],
+  // One part of a birth date split over columns: "DOB Month", "Birth Year (YYYY)", "Día de nacimiento".
+  [/(?:birth|dob|nacimiento).*(?:month|mes)|(?:month|mes).*(?:birth|dob|nacimiento)/, 'birthMonth'],
+  [/(?:birth|dob|nacimiento).*(?:year|yyyy|ano)|(?:year|ano).*(?:birth|dob|nacimiento)/, 'birthYear'],
+  [/(?:birth|dob|nacimiento).+(?:day|dd|dia)$|^(?:day|dia).*(?:birth|dob|nacimiento)/, 'birthDay'],
+  [/birth|dob|nacimiento/, 'dateOfBirth'],
+  [/segundoapellido|apellidomaterno/, 'otherLastName'],
+  [/apellido/, 'lastName'],
   [/maiden|previoussurname|previouslastname/, 'otherLastName'],
   // "Name (Last, First)", "Last Name, First Name": one column holding the whole name.
   [/(?:first.*last|last.*first|fullname)/, 'fullName'],
@@ -158,6 +211,20 @@ const KEY_PATTERNS: readonly [RegExp, CanonicalField][] = [
   // "Invoice #", "Txn No", "POS Ticket Number": the transaction's own id.
   [/^(?:pos)?(?:transaction|txn|invoice|receipt|order|ticket|sale|redemption|claim)(?:id|no|num|number)$/, 'transactionId'],
 ];
+
+/** Keys that name a whole birth date but, beside month and year columns, hold its day ("Birth Day"). */
+const BIRTHDAY_KEYS = new Set(['birthday', 'bday', 'bdate']);
+
+/**
+ * A column's field in the company of the file's other columns: "Birth Day" next to "Birth Month"
+ * and "Birth Year" is the day, not the whole date.
+ */
+export function recogniseKeyAmong(key: string, fields: ReadonlySet<CanonicalField | null>): CanonicalField | null {
+  const field = recogniseKey(key);
+  if (field === 'dateOfBirth' && fields.has('birthMonth') && fields.has('birthYear')
+    && BIRTHDAY_KEYS.has(normaliseKey(key))) return 'birthDay';
+  return field;
+}
 
 /** Case- and punctuation-insensitive key: "First Name", first_name and firstName all become "firstname". */
 export function normaliseKey(key: string): string {
@@ -226,7 +293,7 @@ export function compileFieldMapping(fieldMapping: Record<string, string> | undef
     const normalisedTarget = normaliseKey(target);
     const field = normalisedTarget === '' || normalisedTarget === 'ignore' || normalisedTarget === 'none'
       ? null
-      : (FIELD_BY_KEY.get(normalisedTarget) ?? null);
+      : CANONICAL_FIELDS.has(target) ? target as CanonicalField : (FIELD_BY_KEY.get(normalisedTarget) ?? null);
     compiled.set(inputKey, field);
     compiled.set(normaliseKey(inputKey), field);
   }

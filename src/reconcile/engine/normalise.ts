@@ -139,6 +139,9 @@ const MONTHS: Record<string, number> = {
   jan: 1, feb: 2, mar: 3, apr: 4, may: 5, jun: 6, jul: 7, aug: 8, sep: 9, sept: 9, oct: 10, nov: 11, dec: 12,
   january: 1, february: 2, march: 3, april: 4, june: 6, july: 7, august: 8, september: 9, october: 10,
   november: 11, december: 12,
+  // Spanish: exports from practices and POS systems set up in Spanish.
+  ene: 1, enero: 1, febrero: 2, marzo: 3, abr: 4, abril: 4, mayo: 5, junio: 6, julio: 7, ago: 8, agosto: 8,
+  septiembre: 9, setiembre: 9, octubre: 10, noviembre: 11, dic: 12, diciembre: 12,
 };
 
 function fullYear(year: number, digits: number, style: YearStyle, now: Date): number {
@@ -164,6 +167,26 @@ function pushReading(readings: string[], year: number, month: number, day: numbe
   if (!isCalendarDate(year, month, day)) return;
   const reading = compact(year, month, day);
   if (!readings.includes(reading)) readings.push(reading);
+}
+
+/**
+ * A date split over three columns ("Birth Month" / "Birth Day" / "Birth Year", "Día" / "Mes" /
+ * "Año") as "YYYYMMDD" readings: the month may be a number or a name (English or Spanish), the
+ * year four or two digits. Nothing when a part is missing or the parts are not a calendar date.
+ */
+export function parseDateParts(
+  year: string | null, month: string | null, day: string | null, style: YearStyle = 'birth', now: Date = new Date(),
+): string[] {
+  if (year === null || month === null || day === null) return [];
+  const yearText = year.trim();
+  const dayText = day.trim().replace(/(?:st|nd|rd|th)$/i, '');
+  if (!/^(?:\d{4}|\d{2})$/.test(yearText) || !/^\d{1,2}$/.test(dayText)) return [];
+  const monthText = foldText(month).replace(/[\s.]/g, '');
+  const monthNumber = /^\d{1,2}$/.test(monthText) ? Number(monthText) : MONTHS[monthText];
+  if (monthNumber === undefined) return [];
+  const readings: string[] = [];
+  pushReading(readings, fullYear(Number(yearText), yearText.length, style, now), monthNumber, Number(dayText));
+  return readings;
 }
 
 /**

@@ -1,14 +1,19 @@
 // Person linkage shared by both targets: prepare, block, compare, score. Patients use it
 // directly; appointments use it to decide "same patient" before looking at dates and services.
 import { CandidateFinder, buildBlockIndex, defaultCandidateSearch, type CandidateSearch } from './blocking.js';
+import { compareKeys } from './decide.js';
 import { comparePeople, type PairComparison } from './features.js';
 import { emptyRecord, type CanonicalRecord } from './fields.js';
 import { preparePerson, type PreparedPerson } from './prepare.js';
 import {
-  applyHybridRules, fellegiSunterLogOdds, fitPersonModel, fuzzyLogOdds, type PersonModel, type RuleName,
+  applyHybridRules, fellegiSunterLogOdds, fitPersonModel, fuzzyLogOdds, householdsPresent,
+  type PersonModel, type RuleContext, type RuleName,
 } from './scorers.js';
 
 export type Algorithm = 'FUZZY_MATCH' | 'ML_MODEL' | 'HYBRID';
+
+/** The review cap under the default threshold 0.8 and floor 0.5. */
+const DEFAULT_REVIEW_CAP = 0.65;
 
 export interface PracticePersonFields {
   firstName: string;
@@ -63,22 +68,70 @@ export interface PersonLinkage {
   compared: number;
   blocks: number;
   model: PersonModel | null;
+  /** Each incoming record's content key (same order as the incoming list): the tie-break for assignment. */
+  incomingKeys: string[];
 }
 
 export interface PersonLinkOptions {
   algorithm: Algorithm;
   search?: CandidateSearch;
+  /** The practice records' ids, their stable order; without them a record's content is its key. */
+  practiceIds?: readonly string[];
+  /** HYBRID: the confidence look-alike rules cap a pair at (inside the review band; default 0.65). */
+  reviewCap?: number;
+}
+
+/** A prepared record's content as a key: two loads of the same row give the same key. */
+export function contentKey(person: PreparedPerson | null): string {
+  return person === null ? '' : JSON.stringify(person);
+}
+
+/** Positions sorted by key (arrival order only among equal keys, i.e. identical records). */
+function canonicalOrder(keys: readonly string[]): number[] {
+  return keys.map((_, i) => i).sort((a, b) => compareKeys(keys[a] as string, keys[b] as string) || a - b);
 }
 
 /**
  * Links prepared incoming people to prepared practice people. Memory is bounded by
  * incoming x candidate limit (24) pairs; no all-pairs matrix is ever built.
+ *
+ * The result does not depend on the order the records arrive in: both lists are first put in a
+ * canonical order (practice by id, incoming by content), and everything order can leak into runs
+ * on that order: the random-pair sample that measures u, the EM's sums over patterns and records,
+ * the term-frequency tables, blocking's tie-breaks among equally ranked candidates and the cap on
+ * candidates per row. A rerun on the same data, loaded in any order, gives the same digits.
  */
 export function linkPeople(
   practice: readonly PreparedPerson[],
   incoming: readonly (PreparedPerson | null)[],
   options: PersonLinkOptions,
 ): PersonLinkage {
+  const practiceOrder = canonicalOrder(options.practiceIds ?? practice.map(contentKey));
+  const incomingKeys = incoming.map(contentKey);
+  const incomingOrder = canonicalOrder(incomingKeys);
+  const linkage = linkInCanonicalOrder(
+    practiceOrder.map((i) => practice[i] as PreparedPerson),
+    incomingOrder.map((i) => incoming[i] ?? null),
+    options,
+  );
+  // Back to the caller's positions (the pairs are this call's own: renumbered in place).
+  const pairsByIncoming: PersonPair[][] = new Array(incoming.length);
+  linkage.pairsByIncoming.forEach((pairs, canonical) => {
+    const incomingIndex = incomingOrder[canonical] as number;
+    for (const pair of pairs) {
+      pair.incomingIndex = incomingIndex;
+      pair.practiceIndex = practiceOrder[pair.practiceIndex] as number;
+    }
+    pairsByIncoming[incomingIndex] = pairs;
+  });
+  return { ...linkage, pairsByIncoming, incomingKeys };
+}
+
+function linkInCanonicalOrder(
+  practice: readonly PreparedPerson[],
+  incoming: readonly (PreparedPerson | null)[],
+  options: PersonLinkOptions,
+): Omit<PersonLinkage, 'incomingKeys'> {
   const index = buildBlockIndex(practice);
   const finder = new CandidateFinder(index, options.search ?? defaultCandidateSearch(practice.length));
   const pairsByIncoming: PersonPair[][] = [];
@@ -101,12 +154,13 @@ export function linkPeople(
   } else {
     const usableIncoming = incoming.filter((person): person is PreparedPerson => person !== null && person.usable);
     model = fitPersonModel(pairsByIncoming.map((pairs) => pairs.map((pair) => pair.comparison)), usableIncoming, practice);
+    const context: RuleContext = { reviewCap: options.reviewCap ?? DEFAULT_REVIEW_CAP, householdsPresent: householdsPresent(model) };
     for (const pairs of pairsByIncoming) {
       for (const pair of pairs) {
         const practicePerson = practice[pair.practiceIndex] as PreparedPerson;
         pair.logOdds = fellegiSunterLogOdds(model, pair.comparison, practicePerson);
         if (options.algorithm === 'HYBRID') {
-          const outcome = applyHybridRules(pair.logOdds, pair.comparison, incoming[pair.incomingIndex] as PreparedPerson, practicePerson);
+          const outcome = applyHybridRules(pair.logOdds, pair.comparison, incoming[pair.incomingIndex] as PreparedPerson, practicePerson, context);
           pair.logOdds = outcome.logOdds;
           pair.rule = outcome.rule;
         }

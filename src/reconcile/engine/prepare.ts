@@ -5,7 +5,7 @@ import type { CanonicalRecord } from './fields.js';
 import { nicknameGroups } from './nicknames.js';
 import {
   addressTokens, nameTokens, normaliseEmail, normaliseGender, normaliseIdentifier, normalisePhone,
-  normalisePostcode, normaliseState, parseDateReadings, splitEmailCell, splitFullName, splitPhoneCell,
+  normalisePostcode, normaliseState, parseDateParts, parseDateReadings, splitEmailCell, splitFullName, splitPhoneCell,
   type NormalisedEmail, type NormalisedPhone,
 } from './normalise.js';
 import { foldText } from './text.js';
@@ -13,6 +13,12 @@ import { foldText } from './text.js';
 export interface PreparedPerson {
   given: NameValue | null;
   surname: NameValue | null;
+  /**
+   * A whole name in one cell without a comma can be in either order: "Thi Lan Dang" (given names
+   * first: given Thi Lan, surname Dang) or "Dang Thi Lan" (surname first). `given`/`surname` hold
+   * the first reading, this the second; comparison takes whichever fits better.
+   */
+  otherReading: { given: NameValue | null; surname: NameValue | null } | null;
   /** Maiden or previous surnames, compared as alternatives to `surname`. */
   otherSurnames: NameValue[];
   dob: string[];
@@ -68,23 +74,51 @@ export function prepareAddress(record: CanonicalRecord): AddressValue {
   };
 }
 
+/**
+ * The name in a full-name cell. "Nguyen, Thi Linh", "Garcia, Maria Jose": after the comma every
+ * word is a given name, and the one people go by may be the second. Without a comma, "Thi Lan Dang"
+ * and "Mary Ann Smith" are read given names first (every word but the last), and "Dang Thi Lan",
+ * surname first, is kept as the other reading. Initials add nothing.
+ */
+function fullNameReadings(fullName: string): { first: string | null; last: string | null; other: { first: string; last: string } | null } {
+  const split = splitFullName(fullName);
+  const middles = split.middle === null ? [] : split.middle.split(' ').filter((word) => word.length > 1);
+  const first = split.first === null ? null : [split.first, ...middles].join(' ');
+  if (fullName.includes(',')) return { first, last: split.last, other: null };
+  // Two words are compared crosswise anyway (swapped names); three or more need the second reading.
+  const words = [split.first, ...middles, split.last].filter((word): word is string => word !== null);
+  const other = words.length >= 3 ? { first: words.slice(1).join(' '), last: words[0] as string } : null;
+  return { first, last: split.last, other };
+}
+
+/** The birth date: the whole-date column, or the day, month and year columns joined. */
+function birthDateReadings(record: CanonicalRecord): string[] {
+  const whole = record.dateOfBirth;
+  const hasParts = record.birthMonth !== null && record.birthYear !== null;
+  // "Birth Day" beside "Birth Month" and "Birth Year" was read as the whole date: it is the day.
+  if (hasParts && whole !== null && /^\s*\d{1,2}\s*$/.test(whole)) {
+    return parseDateParts(record.birthYear, record.birthMonth, record.birthDay ?? whole, 'birth');
+  }
+  if (whole !== null) return parseDateReadings(whole, 'birth');
+  return parseDateParts(record.birthYear, record.birthMonth, record.birthDay, 'birth');
+}
+
 export function preparePerson(record: CanonicalRecord): PreparedPerson {
   let first = record.firstName;
   let last = record.lastName;
+  let otherReading: PreparedPerson['otherReading'] = null;
   if ((first === null || last === null) && record.fullName !== null) {
-    const split = splitFullName(record.fullName);
-    // "Nguyen, Thi Linh", "Garcia, Maria Jose": after the comma every word is a given name, and the
-    // one people go by may be the second; initials add nothing.
-    const middles = record.fullName.includes(',') && split.middle !== null
-      ? split.middle.split(' ').filter((word) => word.length > 1)
-      : [];
-    first ??= split.first === null ? null : [split.first, ...middles].join(' ');
-    last ??= split.last;
+    const readings = fullNameReadings(record.fullName);
+    if (first === null && last === null && readings.other !== null) {
+      otherReading = { given: nameValue(readings.other.first), surname: nameValue(readings.other.last) };
+    }
+    first ??= readings.first;
+    last ??= readings.last;
   }
   const given = nameValue(first);
   const surname = nameValue(last);
   const otherSurnames = record.otherLastNames.map(nameValue).filter((value): value is NameValue => value !== null);
-  const dob = parseDateReadings(record.dateOfBirth, 'birth');
+  const dob = birthDateReadings(record);
   const emails = uniqueNonNull(record.emails.flatMap(splitEmailCell).map(normaliseEmail), (email) => email.canonical);
   const phones = uniqueNonNull(record.phones.flatMap(splitPhoneCell).map(normalisePhone), (phone) => phone.e164 ?? phone.last7);
   const memberIds = uniqueNonNull(record.memberIds.map(normaliseIdentifier), (id) => id);
@@ -93,7 +127,7 @@ export function preparePerson(record: CanonicalRecord): PreparedPerson {
   const usable = given !== null || surname !== null || dob.length > 0 || emails.length > 0 || phones.length > 0
     || memberIds.length > 0;
   return {
-    given, surname, otherSurnames, dob, emails, phones, gender: normaliseGender(record.gender), address, memberIds,
+    given, surname, otherReading, otherSurnames, dob, emails, phones, gender: normaliseGender(record.gender), address, memberIds,
     givenGroups, usable,
   };
 }

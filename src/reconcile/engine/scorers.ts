@@ -4,7 +4,7 @@ import { MISSING } from './compare.js';
 import { comparePeople, F, PERSON_FIELDS, type PairComparison } from './features.js';
 import {
   fitFellegiSunter, PatternCounter, patternLogBf, TermFrequencies,
-  type FellegiSunterModel, type FieldPrior,
+  type Alternative, type FellegiSunterModel, type FieldPrior,
 } from './fellegi-sunter.js';
 import type { PreparedPerson } from './prepare.js';
 import { DOB_LEVELS, EMAIL_LEVELS, isOneEditApart, PHONE_LEVELS } from './compare.js';
@@ -155,8 +155,117 @@ export function estimateRandomPairU(incoming: readonly PreparedPerson[], practic
   return u;
 }
 
+/**
+ * The third hypothesis: "another member of the same household". Fellegi-Sunter's independence
+ * assumption breaks for relatives: a mother and daughter share surname, street, town and the
+ * landline, and multiplying those agreements as if they were independent coincidences gives
+ * 0.9999 however clearly the first name and birth date disagree. Under this hypothesis the
+ * household fields agree as often as for the person herself (their m), while the personal
+ * fields (first name, birth date, email, gender, member id) agree only as often as for any two
+ * people (their u), except that a relative shares the birth date more often than a stranger:
+ * twins.
+ */
+export interface HouseholdModel {
+  /** ln(lambda_match / lambda_household): the prior odds of the person herself over a relative. */
+  logPriorRatio: number;
+  /** ln(m / h) per field and level: the evidence for the person herself over a relative. */
+  logBf: number[][];
+  /** Relatives per match learned from the run (before the floor). */
+  learnedRatio: number;
+}
+
+/** Fields a relative living with the person shares like she does herself. */
+const HOUSEHOLD_FIELDS: ReadonlySet<number> = new Set([F.surname, F.street, F.locality, F.phone]);
+/**
+ * P(same birth date | two members of one household): twins. About 3% of US births are twins,
+ * and a household pair is as often parent and child or spouses as siblings; 2% is that rate,
+ * rounded up. Not learned: without labels a twin and a garbled first name look the same.
+ */
+const HOUSEHOLD_SAME_BIRTH_DATE = 0.02;
+/**
+ * Lower bound on relatives per match (lambda_household / lambda_match): a run without any household
+ * in it learns ~0 and is scored as before; the floor only keeps the logarithm finite.
+ */
+const MIN_HOUSEHOLD_RATIO = 1e-6;
+/** Where the EM starts: one relative per ten matches. */
+const INITIAL_HOUSEHOLD_RATIO = 0.1;
+/**
+ * A run with at least this many relatives per match has households in it (med-spa exports do;
+ * FEBRL-style data does not). There a wholly different first name is as well explained by a twin
+ * as by a keying accident, and an EM without labels cannot tell which: left free it counts twins as
+ * garbled names and learns that first names are garbled often. The run is then refitted with m of
+ * "first name clearly different" held at most at its prior (2%: one record of a person in fifty).
+ */
+const HOUSEHOLDS_PRESENT_RATIO = 0.01;
+
+function householdShare(fs: FellegiSunterModel): number {
+  return fs.alternativeShare / fs.lambda;
+}
+
+/** True when the run has relatives living together in it (see HOUSEHOLDS_PRESENT_RATIO). */
+export function householdsPresent(model: PersonModel): boolean {
+  return model.household.learnedRatio >= HOUSEHOLDS_PRESENT_RATIO;
+}
+
+/** The priors with m of "first name clearly different" bounded by its own default (HOUSEHOLDS_PRESENT_RATIO). */
+const PRIORS_WITH_HOUSEHOLDS: readonly FieldPrior[] = PERSON_PRIORS.map((prior, f) => (f === F.given
+  ? { ...prior, maxM: prior.m.map((m, level) => (level === prior.m.length - 1 ? m : null)) }
+  : prior));
+
+/** h (the household hypothesis's rate) of the birth-date levels: u, with twins on the exact level. */
+function householdBirthDateRates(u: readonly number[]): number[] {
+  const h = [...u];
+  const exact = Math.max(h[0] as number, HOUSEHOLD_SAME_BIRTH_DATE);
+  const rest = h.slice(1).reduce((sum, value) => sum + value, 0);
+  h[0] = exact;
+  for (let level = 1; level < h.length; level += 1) h[level] = ((h[level] as number) * (1 - exact)) / rest;
+  return h;
+}
+
+/** ln(m/h) per field and level: 0 for household fields, the model's ln(m/u) for personal ones. */
+function householdLogBf(fs: FellegiSunterModel): number[][] {
+  return PERSON_FIELDS.map((_, f) => {
+    const levels = fs.logBf[f] as number[];
+    if (HOUSEHOLD_FIELDS.has(f)) return levels.map(() => 0);
+    if (f !== F.dob) return [...levels];
+    const m = fs.m[f] as number[];
+    const h = householdBirthDateRates(fs.u[f] as number[]);
+    // Same order constraint as the model's own weights: exact agreement is the best evidence.
+    return m.map((mi, level) => Math.min(Math.log(mi / (h[level] as number)), Math.log((m[0] as number) / (h[0] as number))));
+  });
+}
+
+function sumOver(levels: readonly number[], logBf: readonly number[][]): number {
+  let total = 0;
+  for (let f = 0; f < levels.length; f += 1) {
+    const level = levels[f] as number;
+    if (level !== MISSING) total += logBf[f]?.[level] ?? 0;
+  }
+  return total;
+}
+
+/** The household hypothesis as the EM learns it alongside "same" and "unrelated". */
+function householdAlternative(u: readonly (readonly number[])[]): Alternative {
+  return {
+    matchLikeFields: HOUSEHOLD_FIELDS,
+    rates: new Map([[F.dob, householdBirthDateRates(u[F.dob] as number[])]]),
+    initialRatio: INITIAL_HOUSEHOLD_RATIO,
+  };
+}
+
+/**
+ * The fitted household hypothesis. Its share of pairs was learned by the EM from the run's own
+ * pairs: those whose first name and birth date disagree while the household agrees (a parent, a
+ * child) teach it; a run without households learns ~0 and is scored as plain Fellegi-Sunter.
+ */
+function householdModel(fs: FellegiSunterModel): HouseholdModel {
+  const ratio = householdShare(fs);
+  return { logPriorRatio: -Math.log(Math.max(ratio, MIN_HOUSEHOLD_RATIO)), logBf: householdLogBf(fs), learnedRatio: ratio };
+}
+
 export interface PersonModel {
   fs: FellegiSunterModel;
+  household: HouseholdModel;
   givenFrequencies: TermFrequencies;
   surnameFrequencies: TermFrequencies;
 }
@@ -173,30 +282,52 @@ export function fitPersonModel(
   const counter = new PatternCounter();
   const groups = comparisonsByRecord.map((comparisons) => Int32Array.from(comparisons, (comparison) => counter.add(comparison.levels)));
   const practiceSize = Math.max(1, practice.length);
-  const fs = fitFellegiSunter(PERSON_FIELDS, PERSON_PRIORS, counter.patterns(), {
-    fixedU: estimateRandomPairU(incoming, practice),
+  const fixedU = estimateRandomPairU(incoming, practice);
+  const settings = {
+    fixedU,
     initialLambda: 0.5 / practiceSize,
     lambdaDenominator: Math.max(1, incoming.length) * practiceSize,
-  }, groups);
+    alternative: householdAlternative(fixedU),
+  };
+  let fs = fitFellegiSunter(PERSON_FIELDS, PERSON_PRIORS, counter.patterns(), settings, groups);
+  if (householdShare(fs) >= HOUSEHOLDS_PRESENT_RATIO) {
+    fs = fitFellegiSunter(PERSON_FIELDS, PRIORS_WITH_HOUSEHOLDS, counter.patterns(), { ...settings, start: fs }, groups);
+  }
   return {
     fs,
+    household: householdModel(fs),
     givenFrequencies: new TermFrequencies(practice.map((person) => person.given?.joined ?? null)),
     surnameFrequencies: new TermFrequencies(practice.map((person) => person.surname?.joined ?? null)),
   };
 }
 
-/** Posterior log-odds under the Fellegi-Sunter model, with term-frequency adjustment on exact name agreement. */
+/**
+ * Posterior log-odds that the pair is the same person, against both alternatives: two unrelated
+ * people (the classic Fellegi-Sunter odds, with term-frequency adjustment on exact name agreement)
+ * and a relative from the same household ({@link HouseholdModel}). The odds against the union of
+ * the two are 1 / (1/odds_unrelated + 1/odds_household).
+ */
 export function fellegiSunterLogOdds(model: PersonModel, comparison: PairComparison, practice: PreparedPerson): number {
   const { lambda } = model.fs;
-  let logOdds = Math.log(lambda / (1 - lambda)) + patternLogBf(model.fs, comparison.levels);
+  const levels = comparison.levels;
+  let vsUnrelated = Math.log(lambda / (1 - lambda)) + patternLogBf(model.fs, levels);
+  let vsHousehold = model.household.logPriorRatio + sumOver(levels, model.household.logBf);
   // When names were matched crosswise, the practice record's names are still the ones agreed on.
-  if (comparison.levels[F.given] === 0 && practice.given !== null) {
-    logOdds += model.givenFrequencies.logAdjustment(practice.given.joined);
+  if (levels[F.given] === 0 && practice.given !== null) {
+    const adjustment = model.givenFrequencies.logAdjustment(practice.given.joined);
+    vsUnrelated += adjustment;
+    vsHousehold += adjustment;
   }
-  if (comparison.levels[F.surname] === 0 && practice.surname !== null) {
-    logOdds += model.surnameFrequencies.logAdjustment(practice.surname.joined);
+  // A shared surname is a coincidence for strangers (rarer names say more), not for relatives.
+  if (levels[F.surname] === 0 && practice.surname !== null) {
+    vsUnrelated += model.surnameFrequencies.logAdjustment(practice.surname.joined);
   }
-  return logOdds;
+  return -logAddExp(-vsUnrelated, -vsHousehold);
+}
+
+function logAddExp(a: number, b: number): number {
+  const high = Math.max(a, b);
+  return high + Math.log(Math.exp(a - high) + Math.exp(b - high));
 }
 
 // ---------------------------------------------------------------- HYBRID rules
@@ -210,6 +341,13 @@ export interface RuleOutcome {
   rule: RuleName | null;
 }
 
+export interface RuleContext {
+  /** The confidence look-alike rules cap a pair at: inside the review band, see decide.ts reviewCap. */
+  reviewCap: number;
+  /** The run has relatives living together in it (the model learned a household share). */
+  householdsPresent: boolean;
+}
+
 function givenNamesClearlyDiffer(comparison: PairComparison, incoming: PreparedPerson, practice: PreparedPerson): boolean {
   const level = comparison.levels[F.given] as number;
   if (level === MISSING || level <= 2) return false;
@@ -221,17 +359,19 @@ function givenNamesClearlyDiffer(comparison: PairComparison, incoming: PreparedP
 }
 
 /**
- * Rules that catch what the model alone gets wrong, or cannot know. They only act when the given
- * names clearly differ (not a nickname, not a one-letter slip) and no member id or mailbox ties
- * the two records together:
+ * Rules for what the model cannot know. The look-alike rules never drop a pair: they move it to
+ * the review band (confidence capped at `context.reviewCap`, below the accept threshold and above
+ * the review floor), so a person decides; a pair the model already scores lower keeps its score.
+ * They only act when the given names clearly differ (not a nickname, not a one-letter slip) and no
+ * member id or mailbox ties the two records together:
  * - family-member: similar surname and a shared household (street, phone or email), but a
- *   different date of birth, or no date and a conflicting personal contact (email, phone, gender):
- *   a relative -> at most 5%.
- * - twin: similar surname, the same (or one-typo) date of birth, but a conflicting personal
- *   contact or gender -> at most 20%.
+ *   different date of birth, or no date and a conflicting personal contact (email, phone, gender).
+ * - twin: similar surname, the same (or one-typo) date of birth, and either a conflicting personal
+ *   contact or gender, or, in a run with households in it, nothing personal (email, phone, member
+ *   id) to tell a twin from the person.
  * - first-name-conflict: otherwise, a different first name is accepted only with the same street
  *   address behind it (exports do garble whole first names, and the model has learned from this very
- *   run how often); without it -> at most 50%, left for a person to review.
+ *   run how often).
  * Two more lift what the model undersells:
  * - strong-identifier: the same member id or mailbox, a name that agrees and no conflicting date
  *   of birth -> at least 97%.
@@ -239,7 +379,7 @@ function givenNamesClearlyDiffer(comparison: PairComparison, incoming: PreparedP
  *   the surname differs -> at least 90%.
  */
 export function applyHybridRules(
-  logOdds: number, comparison: PairComparison, incoming: PreparedPerson, practice: PreparedPerson,
+  logOdds: number, comparison: PairComparison, incoming: PreparedPerson, practice: PreparedPerson, context: RuleContext,
 ): RuleOutcome {
   const L = comparison.levels;
   const given = L[F.given] as number;
@@ -251,18 +391,19 @@ export function applyHybridRules(
   const memberIdAgrees = L[F.memberId] === 0;
   const surnameSimilar = surname !== MISSING && surname <= 2;
   const sameStreet = street !== MISSING && street <= 1;
-  const sameHousehold = sameStreet || (phone !== MISSING && phone <= 1) || email === 0;
+  const samePhone = phone !== MISSING && phone <= 1;
+  const sameHousehold = sameStreet || samePhone || email === 0;
   const personalConflict = email === EMAIL_LEVELS - 1 || phone === PHONE_LEVELS - 1 || L[F.gender] === 1;
+  const review = (rule: RuleName): RuleOutcome => ({ logOdds: Math.min(logOdds, logit(context.reviewCap)), rule });
 
   if (givenNamesClearlyDiffer(comparison, incoming, practice) && !memberIdAgrees && email !== 0) {
     const dobDiffers = dob === DOB_LEVELS - 1 || dob === DOB_LEVELS - 2;
-    if (surnameSimilar && sameHousehold && (dobDiffers || (dob === MISSING && personalConflict))) {
-      return { logOdds: Math.min(logOdds, logit(0.05)), rule: 'family-member' };
+    if (surnameSimilar && sameHousehold && (dobDiffers || (dob === MISSING && personalConflict))) return review('family-member');
+    const nothingPersonalAgrees = !samePhone;
+    if (surnameSimilar && (dob === 0 || dob === 1) && (personalConflict || (context.householdsPresent && nothingPersonalAgrees))) {
+      return review('twin');
     }
-    if (surnameSimilar && (dob === 0 || dob === 1) && personalConflict) {
-      return { logOdds: Math.min(logOdds, logit(0.2)), rule: 'twin' };
-    }
-    if (!sameStreet) return { logOdds: Math.min(logOdds, logit(0.5)), rule: 'first-name-conflict' };
+    if (!sameStreet) return review('first-name-conflict');
     return { logOdds, rule: null };
   }
   const nameAgrees = (given !== MISSING && given <= 2) || (surname !== MISSING && surname <= 1);

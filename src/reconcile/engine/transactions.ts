@@ -574,9 +574,13 @@ export function reconcileTransactions(redemptions: readonly unknown[], salesRows
     return scored;
   });
 
+  // Ties go to the earlier redemption, then to the earlier sale: the files' own order, which is
+  // the order a billing manager reads them in (positions padded so they compare as numbers).
+  const positionKey = (position: number) => String(position).padStart(10, '0');
   const decisions: RecordDecision[] = scoredByRow.map((scored, recordIndex) => ({
     recordIndex,
-    ranked: rankCandidates(scored.map((candidate) => ({ practiceIndex: candidate.sale, logOdds: candidate.logOdds }))),
+    stableKey: positionKey(recordIndex),
+    ranked: rankCandidates(scored.map((candidate) => ({ practiceIndex: candidate.sale, logOdds: candidate.logOdds, stableKey: positionKey(candidate.sale) }))),
   }));
   const assignments = assign(decisions, options.confidence, true, settings.capacity);
   const evidenceOf = (row: number, sale: number) => {

@@ -6,7 +6,9 @@ import { ALGORITHMS } from '../schema.js';
 import { BANDS, DECISIONS } from '../review/store.js';
 import { JOB_KINDS, JOB_STATUSES } from '../jobs/store.js';
 
-export const DEFAULT_REVIEW_FLOOR = 0.5;
+import { DEFAULT_REVIEW_FLOOR } from '../engine/decide.js';
+
+export { DEFAULT_REVIEW_FLOOR };
 
 export const CreateJobQuery = Type.Object(
   {

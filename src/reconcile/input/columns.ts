@@ -1,7 +1,7 @@
 // Which column of an export was read as what: reported back on the job, so a billing manager sees
 // at once that "Cell #" was taken as the phone and "Notes" ignored, and can correct it with a
 // fieldMapping. Recognition itself is the engine's (engine/fields.ts); this only describes it.
-import { compileFieldMapping, recogniseKey, type CanonicalField } from '../engine/fields.js';
+import { compileFieldMapping, recogniseKey, recogniseKeyAmong, type CanonicalField } from '../engine/fields.js';
 
 export interface ColumnReading {
   column: string;
@@ -13,10 +13,12 @@ export interface ColumnReading {
 
 export function describeColumns(header: readonly string[], fieldMapping: Record<string, string> | undefined): ColumnReading[] {
   const mapping = compileFieldMapping(fieldMapping);
+  // "Birth Day" is the day when "Birth Month" and "Birth Year" are columns too.
+  const present = new Set(header.map((column) => (mapping.has(column) ? mapping.get(column) ?? null : recogniseKey(column))));
   return header.map((column) => {
     const explicit = mapping.has(column) ? mapping.get(column) : undefined;
     if (explicit !== undefined) return { column, readAs: explicit, how: explicit === null ? 'ignored' : 'mapping' };
-    const recognised = recogniseKey(column);
+    const recognised = recogniseKeyAmong(column, present);
     return { column, readAs: recognised, how: recognised === null ? 'ignored' : 'recognised' };
   });
 }

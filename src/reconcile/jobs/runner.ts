@@ -179,7 +179,8 @@ export class ReconcileJobRunner {
       const { job, rows, practice, sales } = loaded;
       const candidates = job.kind === 'TRANSACTIONS' ? sales.length : practice.length;
       if (!(await withPractice(db, practiceId, (tx) => heartbeat(tx, jobId, token, leaseMs, { phase: 'scoring', candidates })))) return;
-      const options = { algorithm: job.algorithm, confidence: job.review_floor, oneToOne: job.options.oneToOne, ...(job.options.fieldMapping ? { fieldMapping: job.options.fieldMapping } : {}) };
+      // The engine returns everything at or above the floor; acceptAt tells HYBRID where the review band ends.
+      const options = { algorithm: job.algorithm, confidence: Number(job.review_floor), acceptAt: Number(job.confidence_threshold), oneToOne: job.options.oneToOne, ...(job.options.fieldMapping ? { fieldMapping: job.options.fieldMapping } : {}) };
       const engineJob: ReconcileJob = job.kind === 'PATIENTS'
         ? { target: 'PATIENTS', practice: practice as PracticePatient[], incoming: rows, options }
         : job.kind === 'APPOINTMENTS'
