@@ -21,7 +21,8 @@
 //
 // The drill owns everything it runs: a PostgreSQL cluster of its own (initdb in a temporary
 // directory; it is restarted, so it can't be a server other work uses), a redis-server on a free
-// port, HAProxy, the instances. Needs Debian's haproxy and faketime packages and PostgreSQL's
+// port, HAProxy, the instances. Needs Debian's haproxy and faketime packages (installed with apt-get when
+// missing and run as root) and PostgreSQL's
 // server binaries; as root, PostgreSQL runs as the `postgres` user.
 //
 //   npm run drill                       # every fault
@@ -452,10 +453,24 @@ function summarise(samples: Sample[], healedAt: number, dependencyOutage: boolea
 
 // ---------------------------------------------------------------- the drill
 
+const TOOLS: Record<string, string> = { haproxy: 'haproxy', faketime: 'faketime', 'redis-server': 'redis-server', 'redis-cli': 'redis-tools' };
+
+/** On a fresh Debian machine, as root, the drill installs what it runs; elsewhere it says what is missing. */
+function installMissingTools(): void {
+  const missing = () => Object.keys(TOOLS).filter((tool) => spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0);
+  const packages = [...new Set(missing().map((tool) => TOOLS[tool]!))];
+  if (packages.length === 0) return;
+  const canInstall = userInfo().uid === 0 && spawnSync('sh', ['-c', 'command -v apt-get']).status === 0;
+  if (!canInstall) throw new Error(`missing: ${missing().join(', ')} (Debian: apt-get install ${packages.join(' ')})`);
+  console.log(`installing ${packages.join(' ')} (apt-get) ...`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
+  const install = spawnSync('apt-get', ['install', '-y', '-qq', ...packages], { stdio: 'inherit', env });
+  if (install.status !== 0 || missing().length > 0) throw new Error(`could not install ${packages.join(' ')}`);
+}
+
 async function main(): Promise<void> {
-  for (const tool of ['haproxy', 'faketime', 'redis-server', 'redis-cli']) {
-    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) throw new Error(`${tool} is not installed (Debian: apt-get install haproxy faketime redis-server)`);
-  }
+  installMissingTools();
   console.log('building (npm run build) ...');
   run('npm', ['run', 'build', '--silent']);
 
