@@ -21,9 +21,9 @@
 //
 // The drill owns everything it runs: a PostgreSQL cluster of its own (initdb in a temporary
 // directory; it is restarted, so it can't be a server other work uses), a redis-server on a free
-// port, HAProxy, the instances. Needs Debian's haproxy and faketime packages (installed with apt-get when
-// missing and run as root) and PostgreSQL's
-// server binaries; as root, PostgreSQL runs as the `postgres` user.
+// port, HAProxy, the instances. Needs Debian's haproxy and faketime packages (installed with
+// apt-get when missing and run as root) and PostgreSQL's server binaries; as root, PostgreSQL runs
+// as the `postgres` user.
 //
 //   npm run drill                       # every fault
 //   DRILL_FAULTS=kill,postgres npm run drill
