@@ -106,7 +106,9 @@ describe('worker pool', () => {
   });
 
   test('a job running past the timeout is stopped: its worker is terminated and replaced', async () => {
-    const { pool, started } = fakePool({ timeoutMs: 200 });
+    // 1 s: the queued job's fresh worker must start (and load its code) within the timeout too,
+    // which 200 ms did not always allow on a loaded machine.
+    const { pool, started } = fakePool({ timeoutMs: 1000 });
     const before = await pool.run({ value: 0 });
     const runaway = pool.run({ spin: 20_000 });
     const waiting = pool.run({ value: 2 }); // queued behind the runaway job
