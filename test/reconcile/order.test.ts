@@ -43,6 +43,17 @@ describe('order independence', () => {
     }
   }
 
+  it('two servers holding the same patients under other ids give the same confidences (ids are generated per server)', () => {
+    const options = { algorithm: 'HYBRID' as const, confidence: 0.1, oneToOne: false };
+    const base = reconcilePatients(split.practice, split.incoming, options);
+    const renumbered = split.practice.map((patient, i) => ({ ...patient, id: `f${String((i * 7919) % 100_003).padStart(7, '0')}-0000-4000-8000-000000000000` }));
+    const again = reconcilePatients(renumbered, split.incoming, options);
+    const newId = new Map(split.practice.map((patient, i) => [patient.id, renumbered[i]!.id]));
+    const confidences = (result: ReconcileResult) => result.matches.map((match) => [match.recordIndex, match.confidence]);
+    assert.deepEqual(confidences(again), confidences(base));
+    assert.deepEqual(again.matches.map((match) => match.entityId), base.matches.map((match) => newId.get(match.entityId)));
+  });
+
   it('APPOINTMENTS: shuffling the appointments and the redemption rows gives the identical result', () => {
     const appointments = generateSyntheticAppointments(78, 500, 300);
     const options = { algorithm: 'HYBRID' as const, confidence: 0.1, oneToOne: true };

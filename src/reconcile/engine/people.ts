@@ -75,7 +75,7 @@ export interface PersonLinkage {
 export interface PersonLinkOptions {
   algorithm: Algorithm;
   search?: CandidateSearch;
-  /** The practice records' ids, their stable order; without them a record's content is its key. */
+  /** The practice records' ids: they order records of identical content (content orders the rest). */
   practiceIds?: readonly string[];
   /** HYBRID: the confidence look-alike rules cap a pair at (inside the review band; default 0.65). */
   reviewCap?: number;
@@ -96,7 +96,7 @@ function canonicalOrder(keys: readonly string[]): number[] {
  * incoming x candidate limit (24) pairs; no all-pairs matrix is ever built.
  *
  * The result does not depend on the order the records arrive in: both lists are first put in a
- * canonical order (practice by id, incoming by content), and everything order can leak into runs
+ * canonical order (both by content; practice records with identical content by id), and everything order can leak into runs
  * on that order: the random-pair sample that measures u, the EM's sums over patterns and records,
  * the term-frequency tables, blocking's tie-breaks among equally ranked candidates and the cap on
  * candidates per row. A rerun on the same data, loaded in any order, gives the same digits.
@@ -106,7 +106,9 @@ export function linkPeople(
   incoming: readonly (PreparedPerson | null)[],
   options: PersonLinkOptions,
 ): PersonLinkage {
-  const practiceOrder = canonicalOrder(options.practiceIds ?? practice.map(contentKey));
+  // By content first: two servers holding the same patients under different ids (each generates
+  // its own) must sample, fit and break ties alike. The id only orders identical records.
+  const practiceOrder = canonicalOrder(practice.map((person, i) => `${contentKey(person)}\u0000${options.practiceIds?.[i] ?? ''}`));
   const incomingKeys = incoming.map(contentKey);
   const incomingOrder = canonicalOrder(incomingKeys);
   const linkage = linkInCanonicalOrder(
