@@ -29,6 +29,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { recordAudit, requestOrigin } from '../audit/audit.js';
+import { createSecretBox, type SecretBox } from '../auth/secret-box.js';
 import type { Database, Queryable } from '../db/database.js';
 import { withPractice, withSystem } from '../db/scope.js';
 import { AppError, validationError } from './errors.js';
@@ -54,6 +55,33 @@ export interface IdempotencyClaim {
 declare module 'fastify' {
   interface FastifyRequest {
     idempotency: IdempotencyClaim | null;
+  }
+  interface FastifyInstance {
+    /** Seals stored responses: they hold what the request returned (a patient's PHI, say). */
+    idempotentResponses: ResponseBox;
+  }
+}
+
+/** HKDF label of the stored responses' key: useless for anything else ENCRYPTION_KEY protects. */
+const RESPONSE_INFO = 'medspasync-pro idempotent-response';
+const SEALED_PREFIX = 'v1.';
+
+/**
+ * A stored response is sealed (AES-256-GCM) and bound to its practice and key, so a dump of
+ * idempotency_keys shows no PHI and a response copied onto another key does not open.
+ */
+export class ResponseBox {
+  private readonly box: SecretBox;
+  constructor(encryptionKey: string) {
+    this.box = createSecretBox(encryptionKey, RESPONSE_INFO);
+  }
+  seal(practiceId: string, key: string, body: string): string {
+    return this.box.seal(body, `${practiceId}:${key}`);
+  }
+  /** Opens a stored body; one stored in clear before sealing began (at most 24 h old) passes as is. */
+  open(practiceId: string, key: string, stored: string | null): string | null {
+    if (stored === null || !stored.startsWith(SEALED_PREFIX)) return stored;
+    return this.box.open(stored, `${practiceId}:${key}`).toString('utf8');
   }
 }
 
@@ -182,7 +210,7 @@ export async function completeIdempotentRequest(
     `UPDATE idempotency_keys
         SET state = 'completed', response_status = $4, response_headers = $5, response_body = $6, locked_until = now()
       WHERE practice_id = $1 AND key = $2 AND claim_token = $3 AND state = 'in_progress'`,
-    [claim.practiceId, claim.key, claim.token, status, JSON.stringify(stored), JSON.stringify(body)],
+    [claim.practiceId, claim.key, claim.token, status, JSON.stringify(stored), request.server.idempotentResponses.seal(claim.practiceId, claim.key, JSON.stringify(body))],
   );
   if (result.rowCount === 0) throw inProgress();
   claim.completed = true;
@@ -208,7 +236,8 @@ function replayedIds(request: FastifyRequest, body: unknown): string[] {
   }
 }
 
-async function replay(db: Database, request: FastifyRequest, reply: FastifyReply, practiceId: string, stored: StoredKey) {
+async function replay(db: Database, request: FastifyRequest, reply: FastifyReply, practiceId: string, key: string, sealed: StoredKey) {
+  const stored = { ...sealed, response_body: request.server.idempotentResponses.open(practiceId, key, sealed.response_body) };
   const headers = stored.response_headers ?? {};
   const location = headers.location;
   const principal = request.principal!;
@@ -259,7 +288,7 @@ async function settle(db: Database, request: FastifyRequest, reply: FastifyReply
         `UPDATE idempotency_keys
             SET state = 'completed', response_status = $4, response_headers = $5, response_body = $6, locked_until = now()
           WHERE practice_id = $1 AND key = $2 AND claim_token = $3 AND state = 'in_progress'`,
-        [claim.practiceId, claim.key, claim.token, status, JSON.stringify(headers), body],
+        [claim.practiceId, claim.key, claim.token, status, JSON.stringify(headers), request.server.idempotentResponses.seal(claim.practiceId, claim.key, body)],
       );
     } else {
       // Failed (rolled back) or not to be stored: free the key so a retry runs the request.
@@ -297,6 +326,7 @@ export function isIdempotentRoute(config: { idempotent?: boolean | 'transactiona
  */
 export function registerIdempotency(app: FastifyInstance, db: Database, sweepIntervalMs = 10 * 60_000): void {
   app.decorateRequest('idempotency', null);
+  app.decorate('idempotentResponses', new ResponseBox(app.config.encryptionKey));
 
   const sweep = setInterval(() => {
     purgeExpiredKeys(db).catch((error: unknown) => app.log.error({ err: error }, 'idempotency key sweep failed'));
@@ -327,7 +357,7 @@ export function registerIdempotency(app: FastifyInstance, db: Database, sweepInt
         request.idempotency = { practiceId: principal.practiceId, key: header, token: outcome.token, completed: false, settled: false };
         return;
       case 'replay':
-        return replay(db, request, reply, principal.practiceId, outcome.stored);
+        return replay(db, request, reply, principal.practiceId, header, outcome.stored);
       case 'mismatch':
         throw new AppError(
           'IDEMPOTENCY_KEY_REUSED',

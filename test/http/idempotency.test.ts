@@ -126,6 +126,21 @@ for (const target of databaseTargets()) {
       assert.equal(await runs(), before + 1);
     });
 
+    test('a stored response shows no PHI to whoever reads the table: sealed, and still replayed', async () => {
+      const patient = { firstName: 'Sealed', lastName: 'Zanzibarova', dateOfBirth: '1979-05-06', email: 'sealed.zanzibarova@example.test' };
+      const first = await post('sealed-1', patient, a.users.ADMIN.headers, '/v1/patients');
+      assert.equal(first.statusCode, 201, first.body);
+      const { rows } = await withPractice(db, a.id, (tx) =>
+        tx.query<{ response_body: string }>("SELECT response_body FROM idempotency_keys WHERE key = 'sealed-1'"),
+      );
+      assert.equal(rows.length, 1);
+      assert.match(rows[0]!.response_body, /^v1\./);
+      for (const value of [patient.lastName, patient.email, patient.dateOfBirth]) assert.ok(!rows[0]!.response_body.includes(value), value);
+      const retry = await post('sealed-1', patient, a.users.ADMIN.headers, '/v1/patients');
+      assert.equal(retry.headers['idempotent-replayed'], 'true');
+      assert.equal(retry.body, first.body);
+    });
+
     test('keys are per practice: practice B’s identical key is its own request', async () => {
       const bService = await createService(app, b.users.MANAGER.headers);
       const payload = { name: 'Same key elsewhere', durationMinutes: 10, priceCents: 1 };
