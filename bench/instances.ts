@@ -55,6 +55,11 @@ export async function startInstance(
   dataDir: string,
   { built = false, port: fixedPort, wrapper = [] }: StartOptions = {},
 ): Promise<Instance> {
+  // A fixed port still held (by a server that outlived its stop) would answer the health check
+  // in the new server's place: refuse instead.
+  if (fixedPort !== undefined && (await fetch(`http://127.0.0.1:${fixedPort}/health`).then(() => true, () => false))) {
+    throw new Error(`port ${fixedPort} is still in use: a previous server on it did not stop`);
+  }
   const port = fixedPort ?? (await freePort());
   const node = [process.execPath, ...(built ? ['dist/main.js'] : ['--import', 'tsx', 'src/main.ts'])];
   const [command, ...args] = [...wrapper, ...node] as [string, ...string[]];

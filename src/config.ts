@@ -74,6 +74,8 @@ export interface Config {
   versionDates: Record<string, { deprecationDate: string | null; sunsetDate: string | null }>;
   /** Longest time graceful shutdown waits for in-flight requests before closing anyway. */
   shutdownGraceMs: number;
+  /** Time between a SIGTERM and the closing of the server, while /health/ready is 503 (SHUTDOWN_DRAIN_MS). */
+  shutdownDrainMs: number;
   /** Public base URL used in Link headers and the OpenAPI servers list. */
   publicBaseUrl: string | undefined;
   /** POST /v1/ai/reconcile: worker pool, circuit breaker (blueprint 3.2) and body limit. */
@@ -546,6 +548,7 @@ export function loadConfig(env: Env = process.env): Config {
       v2: readVersionDates(env, 'V2'),
     },
     shutdownGraceMs: readInteger(env, 'SHUTDOWN_GRACE_MS', 10_000, 0, 300_000),
+    shutdownDrainMs: readInteger(env, 'SHUTDOWN_DRAIN_MS', 0, 0, 60_000),
     publicBaseUrl: readUrl(env, 'PUBLIC_BASE_URL', ['http:', 'https:']),
     reconcile: {
       workers: readString(env, 'RECONCILE_WORKERS') === undefined ? undefined : readInteger(env, 'RECONCILE_WORKERS', 1, 1, 64),

@@ -61,13 +61,20 @@ async function main(): Promise<void> {
   const shutdown = (signal: string) => {
     if (shuttingDown) return;
     shuttingDown = true;
-    app.log.info({ signal }, 'shutting down: no new connections, finishing in-flight requests');
-    // Past the grace period we close anyway, so a stuck client can't hold a deploy hostage.
+    // Past the drain and the grace period we close anyway, so a stuck client can't hold a deploy hostage.
     const force = setTimeout(() => {
       app.log.error('graceful shutdown timed out; exiting');
       process.exit(1);
-    }, config.shutdownGraceMs + 5000);
+    }, config.shutdownDrainMs + config.shutdownGraceMs + 5000);
     force.unref();
+    // First the drain: /health/ready answers 503, so a load balancer takes this instance out
+    // (HAProxy: fall 2 x inter 1 s) while every request it still sends is served, not refused.
+    app.lifecycle.draining = true;
+    if (config.shutdownDrainMs > 0) app.log.info({ signal, drainMs: config.shutdownDrainMs }, 'shutting down: draining (readiness 503)');
+    setTimeout(() => closeServer(signal), config.shutdownDrainMs);
+  };
+  const closeServer = (signal: string) => {
+    app.log.info({ signal }, 'shutting down: no new connections, finishing in-flight requests');
     app.server.closeIdleConnections?.();
     setTimeout(() => app.server.closeAllConnections?.(), config.shutdownGraceMs).unref();
     Promise.all([backups?.close(), app.close()]).then(

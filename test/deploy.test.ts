@@ -51,10 +51,13 @@ describe('deploy/medspasync-pro@.service', () => {
     assert.equal(ports.size, 198);
   });
 
-  test('systemd waits longer than the graceful shutdown before it kills', () => {
+  test('the unit drains longer than HAProxy takes to notice, and systemd waits out drain and grace before it kills', () => {
     assert.equal(unit.killSignal, 'SIGTERM');
     const config = loadConfig({ ...unitEnvironment(unit, '01'), ...SECRETS });
-    assert.ok(unit.timeoutStopSeconds * 1000 > config.shutdownGraceMs, `${unit.timeoutStopSeconds} s vs ${config.shutdownGraceMs} ms`);
+    // Longer than the drain HAProxy needs to take the instance out (fall 2 x inter 1 s).
+    assert.ok(config.shutdownDrainMs > 2000, `SHUTDOWN_DRAIN_MS ${config.shutdownDrainMs}`);
+    const stopMs = config.shutdownDrainMs + config.shutdownGraceMs;
+    assert.ok(unit.timeoutStopSeconds * 1000 > stopMs, `${unit.timeoutStopSeconds} s vs ${stopMs} ms`);
   });
 
   test('it starts the built server, as npm start does', () => {
@@ -86,7 +89,7 @@ describe('deploy/haproxy.cfg', () => {
       'server api3 127.0.0.1:18083 check',
     ]);
     for (const kept of [
-      'retry-on conn-failure empty-response junk-response',
+      'retry-on conn-failure empty-response junk-response 503',
       'http-request disable-l7-retry if !METH_GET !METH_HEAD !{ req.hdr(idempotency-key) -m found }',
       'option httpchk GET /health/ready',
       'errorfile 503 /tmp/503.http',

@@ -18,6 +18,8 @@ export type ReadinessCheck = () => Promise<CheckResult>;
 declare module 'fastify' {
   interface FastifyInstance {
     readinessChecks: Map<string, ReadinessCheck>;
+    /** `draining`: a shutdown has begun; /health/ready answers 503 while requests are still served. */
+    lifecycle: { draining: boolean };
   }
 }
 
@@ -46,6 +48,7 @@ const Readiness = Type.Object({
 
 export function registerHealth(app: FastifyInstance, version: string): void {
   app.decorate('readinessChecks', new Map<string, ReadinessCheck>());
+  app.decorate('lifecycle', { draining: false });
   refuseWhileClosing(app);
 
   app.get(
@@ -61,6 +64,11 @@ export function registerHealth(app: FastifyInstance, version: string): void {
       config: { public: true, rateLimit: false },
     },
     async () => {
+      // Draining before a shutdown: the load balancer stops sending here while everything it
+      // already sent (and sends until it notices) is still served normally.
+      if (app.lifecycle.draining) {
+        throw new AppError('SERVICE_UNAVAILABLE', 503, 'Not ready', [{ field: 'server', message: 'shutting down' }], { 'retry-after': '1' });
+      }
       const entries = await Promise.all(
         [...app.readinessChecks].map(async ([name, check]) => [name, await runCheck(check)] as const),
       );

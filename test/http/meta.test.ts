@@ -146,6 +146,19 @@ describe('health', () => {
     assert.deepEqual(body.error.details.map((d) => d.field), ['database']);
     assert.equal((await orphan.app.inject({ url: '/health' })).statusCode, 200, 'liveness is unaffected');
   });
+
+  test('while draining before a shutdown, /health/ready is 503 and every other request is still served', async () => {
+    const scratch = await openScratchPglite();
+    const draining = await startTestApp(scratch);
+    draining.app.lifecycle.draining = true;
+    const ready = await draining.app.inject({ url: '/health/ready' });
+    assert.equal(ready.statusCode, 503);
+    assert.equal(ready.headers['retry-after'], '1');
+    assert.deepEqual((ready.json() as { error: { details: Array<{ field: string }> } }).error.details.map((d) => d.field), ['server']);
+    assert.equal((await draining.app.inject({ url: '/versions' })).statusCode, 200, 'requests are not refused while draining');
+    await draining.app.close();
+    await scratch.close();
+  });
 });
 
 describe('OpenAPI', async () => {
