@@ -354,7 +354,19 @@ async function entityFields(current: Job, entityId: string): Promise<Fields | nu
   return fields;
 }
 
-const normalised = (value: string) => value.toLowerCase().replace(/[^a-z0-9@.]/g, '');
+/** For the same/differs colouring only: case, punctuation and US dates (MM/DD/YYYY) set aside. */
+function normalised(value: string): string {
+  const us = /^(\d{1,2})\/(\d{1,2})\/(\d{4})$/.exec(value.trim());
+  const text = us === null ? value : `${us[3]}-${us[1]!.padStart(2, '0')}-${us[2]!.padStart(2, '0')}`;
+  return text.toLowerCase().replace(/[^a-z0-9@.]/g, '');
+}
+
+/** Phones compare by their last digits (the file rarely carries +1); everything else exactly. */
+function agrees(field: string, incoming: string, value: string): boolean {
+  const a = normalised(incoming);
+  const b = normalised(value);
+  return field === 'phone' ? a.slice(-10) === b.slice(-10) : a === b;
+}
 
 async function renderMatch(): Promise<void> {
   const box = $('match');
@@ -397,7 +409,7 @@ async function renderMatch(): Promise<void> {
     entities.forEach((entity) => {
       const value = entity === null ? '' : entity[field] ?? '';
       const cell = element('td', entity === null ? '—' : value);
-      if (incoming !== '' && value !== '') cell.className = normalised(incoming) === normalised(value) || normalised(value).endsWith(normalised(incoming)) ? 'same' : 'differs';
+      if (incoming !== '' && value !== '') cell.className = agrees(field, incoming, value) ? 'same' : 'differs';
       tr.append(cell);
     });
     tbody.append(tr);
