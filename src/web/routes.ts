@@ -1,4 +1,4 @@
-// The billing manager's review page at /app/reconciliations (docs/reconciliation.md#the-review-page):
+// The billing manager's review page at /app/reconciliations (docs/reconciliation.md#the-review-page-appreconciliations):
 // a static page of this origin that drives the /v2 API with the user's own bearer token.
 //
 // - Assets are an allow-list (page, script, style sheet), read at start: a path outside it is the

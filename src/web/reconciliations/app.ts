@@ -1,4 +1,4 @@
-// The billing manager's review page (docs/reconciliation.md#the-review-page). Plain TypeScript, no
+// The billing manager's review page (docs/reconciliation.md#the-review-page-appreconciliations). Plain TypeScript, no
 // library: it logs in with the API's own auth, uploads an export to /v2/reconciliations, polls the
 // job, walks the doubtful matches one at a time (incoming row beside each candidate), records
 // decisions, applies them and downloads the export.
