@@ -14,6 +14,7 @@ import { dirname } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parse } from 'csv-parse/sync';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { totp } from '../../src/auth/totp.js';
 import { withPractice } from '../../src/db/scope.js';
 import { PAGE_CSP, PAGE_PATH } from '../../src/web/routes.js';
 import { startTestApp } from '../helpers/app.js';
@@ -227,5 +228,31 @@ describe(`the review page in headless Chromium (${target.kind})`, async () => {
     assert.equal(logout.rows.length, 1);
     assert.ok(logout.rows[0]!.details.refreshTokensRevoked >= 1, 'the refresh token the page held is revoked');
     assert.deepEqual(problems.filter((p) => !/401/.test(p)), [], 'no script error or CSP violation');
+  });
+
+  test('an account with MFA is asked for its code by the page, and a wrong code does not get in', async () => {
+    const manager = practice.users.MANAGER;
+    const setup = await app.inject({ method: 'POST', url: '/v2/auth/mfa/setup', headers: manager.headers, payload: { password: manager.password } });
+    const { secret } = setup.json() as { secret: string };
+    const code = (step: number) => totp(secret, { algorithm: 'SHA256', time: Date.now() + step * 30_000 });
+    assert.equal((await app.inject({ method: 'POST', url: '/v2/auth/mfa/verify', headers: manager.headers, payload: { token: code(0) } })).statusCode, 200);
+
+    await page.getByLabel('Email').fill(manager.email);
+    await page.getByLabel('Password').fill(manager.password);
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.locator('#mfa-field').waitFor({ state: 'visible' });
+    assert.equal(await page.locator('#upload-view').isVisible(), false, 'the password alone does not get in');
+    await page.getByLabel('MFA code').fill(code(0) === '000000' ? '111111' : '000000');
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.locator('#login-error').filter({ hasText: 'Invalid or already used MFA code' }).waitFor();
+    assert.equal(await page.locator('#upload-view').isVisible(), false, 'a wrong code does not get in');
+    // The step after the one enrolment used: a used step cannot be replayed.
+    await page.getByLabel('MFA code').fill(code(1));
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.locator('#upload-view').waitFor({ state: 'visible' });
+    assert.match(await page.locator('#who').innerText(), /MANAGER/);
+    await page.getByRole('button', { name: 'Log out' }).click();
+    await page.locator('#login-view').waitFor({ state: 'visible' });
+    assert.equal(await page.locator('#mfa-field').isVisible(), false);
   });
 });
