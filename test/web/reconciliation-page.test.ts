@@ -11,7 +11,7 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, before, beforeEach, describe, test } from 'node:test';
 import { parse } from 'csv-parse/sync';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { totp } from '../../src/auth/totp.js';
@@ -39,6 +39,16 @@ const MEMBERS_CSV =
   'A-1001,Elizabeth,Moreno,03/14/1985,liz.moreno@example.com,(415) 555-0123\r\n' +
   'A-1002,Priya,Rahman,05/05/1980,,\r\n' +
   'A-1003,Jordan,Newperson,01/09/1995,jordan.new@example.com,(917) 555-0142\r\n';
+
+// TRANSACTIONS: an Allē-style redemptions file and a POS sales file of made-up clients.
+const REDEMPTIONS_CSV =
+  'Redemption ID,Redemption Date,Member Name,Product,Reward Amount\r\n' +
+  'R-1,2026-03-05,Maria Garcia,BOTOX Cosmetic,$120.00\r\n' +
+  'R-2,2026-03-09,Ada Okafor,JUVÉDERM VOLUMA XC,$75.00\r\n';
+const SALES_CSV =
+  'Invoice #,Date,Client,Item,Amount\r\n' +
+  'INV-1001,03/02/2026,"Garcia, Maria",onabotulinumtoxinA 40u,600.00\r\n' +
+  'INV-1002,03/02/2026,"Okafor, Ada",HA filler - Juvederm Voluma 1 syr,800.00\r\n';
 
 function launchChromium(): Promise<Browser> {
   // Fail, never skip: a missing browser must not turn this file green.
@@ -87,6 +97,10 @@ describe(`the review page in headless Chromium (${target.kind})`, async () => {
   });
   after(async () => {
     await browser?.close();
+  });
+  // Each test judges the complaints made during it (an expected 401 of one must not fail the next).
+  beforeEach(() => {
+    problems.length = 0;
   });
 
   test('the page is served with a strict CSP (script-src self), no inline code and no external URL', async () => {
@@ -254,5 +268,30 @@ describe(`the review page in headless Chromium (${target.kind})`, async () => {
     await page.getByRole('button', { name: 'Log out' }).click();
     await page.locator('#login-view').waitFor({ state: 'visible' });
     assert.equal(await page.locator('#mfa-field').isVisible(), false);
+  });
+
+  test('TRANSACTIONS: two files uploaded, each redemption shown beside the sale it was matched to', async () => {
+    await page.getByLabel('Email').fill(admin.email);
+    await page.getByLabel('Password').fill(admin.password);
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.locator('#upload-view').waitFor({ state: 'visible' });
+    await page.getByLabel('Kind').selectOption('TRANSACTIONS');
+    await page.locator('#sales-field').waitFor({ state: 'visible' });
+    await page.locator('#file').setInputFiles({ name: 'redemptions.csv', mimeType: 'text/csv', buffer: Buffer.from(REDEMPTIONS_CSV) });
+    await page.locator('#sales').setInputFiles({ name: 'sales.csv', mimeType: 'text/csv', buffer: Buffer.from(SALES_CSV) });
+    await page.getByRole('button', { name: 'Upload' }).click();
+    await page.locator('#review-view').waitFor({ state: 'visible', timeout: 60_000 });
+    const counts = Object.fromEntries(await Promise.all(['accepted', 'review'].map(async (band) => [band, Number(await page.locator(`#count-${band}`).textContent())] as const)));
+    assert.equal(counts.accepted! + counts.review!, 2, 'both redemptions found their sale');
+    if (counts.review === 0) await page.getByLabel('Band', { exact: true }).selectOption('accepted');
+    const match = page.locator('#match');
+    await match.locator('table').waitFor();
+    const shown = await match.innerText();
+    assert.match(shown, /R-[12]/, 'the redemption from the file');
+    assert.match(shown, /INV-100[12]/, 'the sale beside it, from the sales file');
+    assert.match(shown, /onabotulinumtoxinA|Juvederm Voluma/);
+    await page.getByRole('button', { name: 'Log out' }).click();
+    await page.locator('#login-view').waitFor({ state: 'visible' });
+    assert.deepEqual(problems, [], 'no script error or CSP violation');
   });
 });

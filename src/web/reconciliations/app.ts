@@ -21,7 +21,7 @@ interface Job {
   status: string;
   progress: { phase: string; rowsRead: number; percent: number; etaSeconds: number | null };
   counts: { rows: number; accepted: number; review: number; unmatched: number; badRows: number };
-  input: { columns: Column[] };
+  input: { columns: Column[]; sales: { columns: Column[] } | null };
   error: { code: string; message: string } | null;
 }
 interface Candidate { entityId: string; confidence: number; evidence: string[] }
@@ -284,6 +284,8 @@ interface ReviewState {
   rows: Map<number, Record<string, unknown>>;
   /** Candidate records by entity id, fetched as they are shown. */
   entities: Map<string, Fields | null>;
+  /** TRANSACTIONS: the sales side by entity id (read once per job). */
+  sales: Map<string, Record<string, unknown>> | null;
 }
 
 let review: ReviewState | null = null;
@@ -293,7 +295,7 @@ const PATIENT_FIELDS: Array<[string, string]> = [
   ['email', 'Email'], ['phone', 'Phone'], ['postalCode', 'Postal code'], ['memberId', 'Member id'],
 ];
 const OTHER_FIELDS: Array<[string, string]> = [
-  ['firstName', 'First name'], ['lastName', 'Last name'], ['serviceDate', 'Date'], ['service', 'Service'],
+  ['fullName', 'Name'], ['firstName', 'First name'], ['lastName', 'Last name'], ['serviceDate', 'Date'], ['service', 'Service'],
   ['amount', 'Amount'], ['transactionId', 'Transaction'], ['memberId', 'Member id'],
 ];
 
@@ -316,7 +318,8 @@ async function openReview(band: Band): Promise<void> {
   try {
     const rows = review?.rows ?? (await loadRows(job));
     const matches = await loadMatches(job, band);
-    review = { band, matches, at: 0, rows, entities: review?.entities ?? new Map() };
+    const sales = review?.sales ?? (job.kind === 'TRANSACTIONS' ? await loadSales(job) : null);
+    review = { band, matches, at: 0, rows, entities: review?.entities ?? new Map(), sales };
   } catch (error) {
     say(messageOf(error));
     return;
@@ -329,18 +332,44 @@ async function openReview(band: Band): Promise<void> {
   $('match').focus();
 }
 
-/** The file's value for a canonical field, through the columns the job read as that field. */
-function rowValue(current: Job, row: Record<string, unknown>, field: string): string {
-  const values = current.input.columns.filter((c) => c.readAs === field).map((c) => row[c.column]).filter((v) => v !== undefined && v !== null && v !== '');
+async function loadSales(current: Job): Promise<Map<string, Record<string, unknown>>> {
+  const sales = new Map<string, Record<string, unknown>>();
+  for (let page = 1; ; page += 1) {
+    const body = await apiJson<{ data: Array<{ entityId: string; row: Record<string, unknown> }>; pagination: { totalPages: number } }>(`/v2/reconciliations/${current.id}/sales?page=${page}&limit=${PAGE_LIMIT}`);
+    for (const sale of body.data) sales.set(sale.entityId, sale.row);
+    if (page >= body.pagination.totalPages) return sales;
+  }
+}
+
+/** A row's value for a canonical field, through the columns read as that field (or a key of that name). */
+function rowValue(columns: readonly Column[], row: Record<string, unknown>, field: string): string {
+  const keys = columns.filter((c) => c.readAs === field).map((c) => c.column);
+  const values = (keys.length > 0 ? keys : [field]).map((key) => row[key]).filter((v) => v !== undefined && v !== null && v !== '');
   return values.map(String).join(' ');
 }
+
+const fieldsOf = (columns: readonly Column[], row: Record<string, unknown>): Fields =>
+  Object.fromEntries(OTHER_FIELDS.map(([field]) => [field, rowValue(columns, row, field)]));
 
 async function entityFields(current: Job, entityId: string): Promise<Fields | null> {
   if (review === null) return null;
   if (review.entities.has(entityId)) return review.entities.get(entityId) ?? null;
   let fields: Fields | null = null;
   try {
-    if (current.kind === 'PATIENTS') {
+    if (current.kind === 'TRANSACTIONS') {
+      const sale = review.sales?.get(entityId);
+      fields = sale === undefined ? null : fieldsOf(current.input.sales?.columns ?? [], sale);
+    } else if (current.kind === 'APPOINTMENTS') {
+      const a = await apiJson<{ patientId: string; serviceId: string; startTime: string; priceCents: number }>(`/v2/appointments/${encodeURIComponent(entityId)}`);
+      const [p, service] = await Promise.all([
+        apiJson<{ firstName: string; lastName: string }>(`/v2/patients/${encodeURIComponent(a.patientId)}`),
+        apiJson<{ name: string }>(`/v2/services/${encodeURIComponent(a.serviceId)}`),
+      ]);
+      fields = {
+        firstName: p.firstName, lastName: p.lastName, serviceDate: a.startTime.slice(0, 10), service: service.name,
+        amount: (a.priceCents / 100).toFixed(2), transactionId: '', memberId: '',
+      };
+    } else {
       const p = await apiJson<{ firstName: string; lastName: string; dateOfBirth: string | null; contact: { email: string | null; phone: string | null }; address?: { postalCode?: string | null } | null; externalIds?: Record<string, string> }>(`/v2/patients/${encodeURIComponent(entityId)}`);
       fields = {
         firstName: p.firstName, lastName: p.lastName, dateOfBirth: p.dateOfBirth ?? '', email: p.contact.email ?? '', phone: p.contact.phone ?? '',
@@ -403,7 +432,7 @@ async function renderMatch(): Promise<void> {
   thead.append(head);
   const tbody = element('tbody');
   for (const [field, label] of fields) {
-    const incoming = rowValue(current, row, field);
+    const incoming = rowValue(current.input.columns, row, field);
     const tr = element('tr');
     tr.append(element('th', label), element('td', incoming));
     entities.forEach((entity) => {
