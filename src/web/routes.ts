@@ -63,8 +63,7 @@ function send(request: FastifyRequest, reply: FastifyReply, file: Asset): Fastif
   void reply
     .header('content-security-policy', PAGE_CSP)
     .header('cache-control', 'no-cache')
-    .header('etag', file.etag)
-    .header('x-content-type-options', 'nosniff');
+    .header('etag', file.etag);
   if (request.headers['if-none-match'] === file.etag) return reply.code(304).send();
   return reply.type(file.type).send(file.body);
 }

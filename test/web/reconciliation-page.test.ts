@@ -108,6 +108,8 @@ describe(`the review page in headless Chromium (${target.kind})`, async () => {
     assert.equal(html.statusCode, 200);
     assert.match(String(html.headers['content-type']), /^text\/html; charset=utf-8/);
     assert.equal(html.headers['content-security-policy'], PAGE_CSP);
+    assert.equal(html.headers['x-content-type-options'], 'nosniff');
+    assert.equal(html.headers['x-frame-options'], 'DENY');
     assert.match(PAGE_CSP, /script-src 'self'(;|$)/);
     assert.doesNotMatch(PAGE_CSP, /unsafe-inline|unsafe-eval|\*|https?:|data:/);
     assert.doesNotMatch(html.body, /<script(?![^>]*\bsrc=)[^>]*>/i, 'no inline script');

@@ -112,7 +112,9 @@ async function api(path: string, init: RequestInit = {}, retried = false): Promi
   const response = await fetch(path, { ...init, headers, cache: 'no-store' });
   if (response.status === 401 && !retried && tokens !== null) {
     if (await refreshSession()) return api(path, init, true);
-    endSession('Your session has ended. Please log in again.');
+    const ended = { code: 'SESSION_ENDED', message: 'Your session has ended. Please log in again.' };
+    endSession(ended.message);
+    throw new RequestFailed(401, ended);
   }
   if (!response.ok) throw new RequestFailed(response.status, await errorOf(response));
   return response;
@@ -129,6 +131,7 @@ function postJson<T>(path: string, body: unknown): Promise<T> {
 function endSession(message: string): void {
   tokens = null;
   stopPolling();
+  job = null;
   review = null;
   for (const id of ['upload-view', 'progress-view', 'review-view', 'finish-view', 'session']) show(id, false);
   show('login-view', true);
@@ -246,7 +249,9 @@ async function poll(): Promise<void> {
   pollTimer = null;
   if (job === null) return;
   try {
-    job = await apiJson<Job>(`/v2/reconciliations/${job.id}`);
+    const current = await apiJson<Job>(`/v2/reconciliations/${job.id}`);
+    if (job === null) return; // logged out meanwhile
+    job = current;
   } catch (error) {
     say(messageOf(error));
     return;
@@ -328,7 +333,8 @@ async function openReview(band: Band): Promise<void> {
   show('review-view', true);
   show('finish-view', true);
   await renderMatch();
-  say(`${review.matches.length} rows in ${band}. Press ? for the keyboard shortcuts.`);
+  const count = review.matches.length;
+  say(`${count} ${count === 1 ? 'row' : 'rows'} in ${band}. Press ? for the keyboard shortcuts.`);
   $('match').focus();
 }
 
