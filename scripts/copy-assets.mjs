@@ -2,7 +2,8 @@
 import { cpSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
-const NON_CODE = /\.(sql|txt|json|html|md)$/;
+// The review page's style sheet travels too (src/web/reconciliations/); its tsconfig.json does not matter at run time.
+const NON_CODE = /\.(sql|txt|json|html|md|css)$/;
 
 function copyAssets(from, to) {
   for (const name of readdirSync(from)) {

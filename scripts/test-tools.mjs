@@ -1,10 +1,10 @@
-// The system tools some tests drive for real (HAProxy checks deploy/haproxy.cfg; see NEEDED), so
+// The system tools some tests drive for real (HAProxy checks deploy/haproxy.cfg, Chromium drives the review page; see NEEDED), so
 // that `npm test` works on a fresh Debian machine: as root with apt-get, what is missing is
 // installed; elsewhere the missing tools are named, and the tests that need them fail saying so.
 import { spawnSync } from 'node:child_process';
 
 /** command -> Debian package */
-const NEEDED = { haproxy: 'haproxy' };
+const NEEDED = { haproxy: 'haproxy', chromium: 'chromium' };
 
 const has = (command) => spawnSync('sh', ['-c', `command -v ${command}`]).status === 0;
 const missing = Object.keys(NEEDED).filter((command) => !has(command));

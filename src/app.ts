@@ -53,6 +53,7 @@ import { registerWebhooks, type WebhookOptions } from './webhooks/index.js';
 import { registerReconciliationJobs } from './reconcile/jobs/index.js';
 import { EventStreamHub } from './events/stream.js';
 import { eventStreamRoutes } from './events/stream-routes.js';
+import { webRoutes } from './web/routes.js';
 import { createAppMetrics, registerHttpMetrics, registerServiceMetrics } from './observability/metrics.js';
 import { deliveryBacklog } from './webhooks/worker.js';
 import type { RateLimitName } from './config.js';
@@ -276,6 +277,8 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   const reconciliationJobs = await registerReconciliationJobs(app, reconcile.breaker);
   // /v2/events/stream (v2 only): the real-time stream (src/events/stream*.ts).
   await app.register(eventStreamRoutes, { prefix: '/v2' });
+  // /app/reconciliations: the billing manager's review page, static, driving /v2 (src/web/).
+  await app.register(webRoutes);
 
   for (const plugin of options.plugins ?? []) await app.register(plugin);
 

@@ -107,6 +107,7 @@ async function main(): Promise<void> {
     '',
     `MedSpaSync Pro API listening on ${base}`,
     `  API reference:  ${base}/docs`,
+    `  Review page:    ${base}/app/reconciliations`,
     `  OpenAPI:        ${base}/v1/openapi.json`,
     `  Health:         ${base}/health`,
     `  Metrics:        ${config.metrics.enabled ? `http://${config.metrics.host}:${metricsServer?.port}/metrics` : 'off (METRICS_PORT=0)'}`,
