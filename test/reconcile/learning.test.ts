@@ -8,6 +8,8 @@ import { defaultModel, withLabelledCounts } from '../../src/reconcile/engine/fel
 import { F, PERSON_FIELDS } from '../../src/reconcile/engine/features.js';
 import { bandModel, countLabels, labelMetrics, LABEL_STRENGTH, PairLevels, type LabelledPair } from '../../src/reconcile/engine/learning.js';
 import { PERSON_PRIORS } from '../../src/reconcile/engine/scorers.js';
+import { decidedPairs } from '../../src/reconcile/review/learning.js';
+import type { RecordRow } from '../../src/reconcile/review/store.js';
 import { generateLookAlikeSplit } from './lookalikes.js';
 import type { SyntheticSplit } from './synthetic.js';
 
@@ -89,5 +91,20 @@ describe('learning from labelled pairs', () => {
     ];
     assert.deepEqual(labelMetrics(pairs, 0.8), { evaluated: 20, threshold: 0.8, precision: 1, recall: 1 });
     assert.deepEqual(labelMetrics([], 0.8), { evaluated: 0, threshold: 0.8, precision: null, recall: null });
+  });
+
+  it('decisions as labels: choose names a match and a non-match, reject and new a non-match, no decision nothing', () => {
+    const row = (decision: RecordRow['decision'], decided: string | null, band: RecordRow['band'] = 'review'): RecordRow => ({
+      record_index: 7, band, confidence: 0.7, entity_id: 'suggested', detail_sealed: '', decision, decided_entity_id: decided,
+      decided_by_type: null, decided_by_id: null, decided_at: null, applied_at: null, applied_entity_id: null, apply_error: null,
+    });
+    assert.deepEqual(decidedPairs(row('accept', 'suggested')), [{ recordIndex: 7, entityId: 'suggested', match: true, decision: 'accept' }]);
+    assert.deepEqual(decidedPairs(row('choose', 'runner-up')), [
+      { recordIndex: 7, entityId: 'runner-up', match: true, decision: 'choose' },
+      { recordIndex: 7, entityId: 'suggested', match: false, decision: 'choose' },
+    ]);
+    assert.deepEqual(decidedPairs(row('reject', null)), [{ recordIndex: 7, entityId: 'suggested', match: false, decision: 'reject' }]);
+    assert.deepEqual(decidedPairs(row('new', null)), [{ recordIndex: 7, entityId: 'suggested', match: false, decision: 'new' }]);
+    assert.deepEqual(decidedPairs(row(null, null, 'accepted')), [], 'an accepted band nobody looked at teaches nothing');
   });
 });
