@@ -47,6 +47,16 @@ export async function loadPracticePatients(tx: Queryable, keys: PracticeKeys, pr
   return rows.map((row) => toPracticePatient(keys, row));
 }
 
+/** The named patients of the practice (deleted ones too: a decision made before a delete still teaches). */
+export async function loadPracticePatientsById(tx: Queryable, keys: PracticeKeys, practiceId: string, ids: readonly string[]): Promise<PracticePatient[]> {
+  if (ids.length === 0) return [];
+  const { rows } = await tx.query<PatientRow>(
+    `SELECT ${PATIENT_COLUMNS} FROM patients p WHERE p.practice_id = $1 AND p.id = ANY($2::uuid[]) ORDER BY p.id`,
+    [practiceId, ids.filter(isUuid)],
+  );
+  return rows.map((row) => toPracticePatient(keys, row));
+}
+
 interface AppointmentRow extends PatientRow {
   appointment_id: string;
   start_time: Date | string;

@@ -951,6 +951,8 @@ export interface components {
                 code: string;
                 message: string;
             } | null;
+            /** @description PATIENTS jobs with ML_MODEL or HYBRID: the version of the practice's learned model the job was scored with (0: none yet; see GET /reconciliations/model). null: not run yet, or a kind or algorithm that does not learn. */
+            modelVersion: number | null;
         };
     };
     responses: never;

@@ -806,6 +806,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/reconciliations/model": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The practice's model learned from reviewers' decisions: version, training set, metrics
+         * @description Each apply of a PATIENTS job turns its decisions into labelled pairs (comparison levels only, no values) and makes a new version; the next PATIENTS job with ML_MODEL or HYBRID is scored with the latest (its `modelVersion`). A practice without labels gets version 0.
+         */
+        get: operations["getReconciliationModel"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/reconciliations/{id}": {
         parameters: {
             query?: never;
@@ -1273,6 +1293,8 @@ export interface components {
                 code: string;
                 message: string;
             } | null;
+            /** @description PATIENTS jobs with ML_MODEL or HYBRID: the version of the practice's learned model the job was scored with (0: none yet; see GET /reconciliations/model). null: not run yet, or a kind or algorithm that does not learn. */
+            modelVersion: number | null;
         };
     };
     responses: never;
@@ -5900,6 +5922,8 @@ export interface operations {
                             code: string;
                             message: string;
                         } | null;
+                        /** @description PATIENTS jobs with ML_MODEL or HYBRID: the version of the practice's learned model the job was scored with (0: none yet; see GET /reconciliations/model). null: not run yet, or a kind or algorithm that does not learn. */
+                        modelVersion: number | null;
                     };
                 };
             };
@@ -5970,6 +5994,83 @@ export interface operations {
             };
             /** @description Service Unavailable - Service temporarily unavailable */
             503: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    getReconciliationModel: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description 0: no labels yet. Each apply that adds labels makes the next version; the next PATIENTS job (ML_MODEL or HYBRID) uses the latest. */
+                        version: number;
+                        /** @enum {string} */
+                        status: "no labels yet" | "trained";
+                        /** @description Labelled pairs: a reviewer's accept or choose is a match, reject or new makes the suggestion a non-match. */
+                        trainingSetSize: number;
+                        labels: {
+                            matches: number;
+                            nonMatches: number;
+                        };
+                        /** @description Leave-one-out over the labelled pairs: each scored by the model made of the others (docs/reconciliation.md). */
+                        metrics: {
+                            evaluated: number;
+                            /** @description The accept threshold of the job whose apply made this version. */
+                            threshold: number;
+                            precision: number | null;
+                            recall: number | null;
+                        } | null;
+                        /** @description The algorithms that use the model. */
+                        usedBy: ("FUZZY_MATCH" | "ML_MODEL" | "HYBRID")[];
+                        /**
+                         * Format: uuid
+                         * @description The applied job that made this version.
+                         */
+                        jobId: string | null;
+                        /** Format: date-time */
+                        createdAt: string | null;
+                    };
+                };
+            };
+            /** @description Unauthorized - Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Forbidden - Insufficient permissions */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Too Many Requests - Rate limit exceeded */
+            429: {
                 headers: {
                     /** @description Seconds to wait before trying again */
                     "Retry-After"?: number;
@@ -6084,6 +6185,8 @@ export interface operations {
                             code: string;
                             message: string;
                         } | null;
+                        /** @description PATIENTS jobs with ML_MODEL or HYBRID: the version of the practice's learned model the job was scored with (0: none yet; see GET /reconciliations/model). null: not run yet, or a kind or algorithm that does not learn. */
+                        modelVersion: number | null;
                     };
                 };
             };
@@ -6230,6 +6333,8 @@ export interface operations {
                             code: string;
                             message: string;
                         } | null;
+                        /** @description PATIENTS jobs with ML_MODEL or HYBRID: the version of the practice's learned model the job was scored with (0: none yet; see GET /reconciliations/model). null: not run yet, or a kind or algorithm that does not learn. */
+                        modelVersion: number | null;
                     };
                 };
             };
@@ -6657,6 +6762,10 @@ export interface operations {
                             entityId: string | null;
                             error: string | null;
                         }[];
+                        /** @description PATIENTS: labelled pairs the decisions added to the practice's training set (comparison levels only, no values). */
+                        labelled: number;
+                        /** @description The model version these labels made (null: no new labels, no new version). */
+                        modelVersion: number | null;
                     };
                 };
             };

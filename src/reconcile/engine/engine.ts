@@ -2,6 +2,7 @@
 // out, so it can run inside a worker thread. No HTTP, no database.
 import { assign, DEFAULT_REVIEW_FLOOR, rankCandidates, reviewCap, roundConfidence, type RecordDecision } from './decide.js';
 import { fieldScores } from './features.js';
+import type { LearnedEvidence } from './learning.js';
 import { compileFieldMapping, recogniseRecord } from './fields.js';
 import { linkPeople, preparePractice, type Algorithm, type PersonLinkage } from './people.js';
 import { preparePerson, type PreparedPerson } from './prepare.js';
@@ -53,6 +54,8 @@ export interface ReconcileOptions {
   oneToOne?: boolean;
   /** Input key -> canonical field ("ignore" drops a key); wins over key recognition. */
   fieldMapping?: Record<string, string>;
+  /** PATIENTS with ML_MODEL or HYBRID: the practice's labelled pairs, from reviewers' decisions (learning.ts). */
+  learned?: LearnedEvidence;
 }
 
 export interface Candidate {
@@ -148,6 +151,7 @@ export function reconcilePatients(practice: PracticePatient[], incoming: unknown
   const incomingPeople = prepareIncoming(incoming, options.fieldMapping);
   const linkage = linkPeople(practicePeople, incomingPeople, {
     algorithm: options.algorithm, practiceIds: practice.map((patient) => patient.id), reviewCap: lookAlikeCap(options),
+    learned: options.learned, band: { floor: Math.min(options.confidence, options.acceptAt ?? options.confidence), acceptAt: options.acceptAt ?? options.confidence },
   });
   const matches = patientMatches(practice, linkage, options);
   return summarise(matches, incoming.length, options.algorithm, { compared: linkage.compared, blocks: linkage.blocks });

@@ -317,6 +317,40 @@ export function fitFellegiSunter(
   return modelFrom(fields, priors, priors.map((prior) => normalised([...prior.m])), fallbackU, lambda, iteration, true);
 }
 
+/** Per field and level, how many labelled pairs showed that level (MISSING levels not counted). */
+export interface LevelCounts {
+  matches: readonly (readonly number[])[];
+  nonMatches: readonly (readonly number[])[];
+}
+
+/** How much a fitted m (or u) weighs against labelled pairs, in pseudo-pairs. */
+export interface LabelStrength {
+  m: number;
+  u: number;
+}
+
+/**
+ * A fitted model moved towards labelled pairs (a reviewer's accepts and rejects): per field,
+ * m = (m_fit * k_m + matches with the level) / (k_m + labelled matches), and u the same way with the
+ * labelled non-matches. The fit acts as a Dirichlet prior, so ten labels nudge it and a thousand
+ * decide it. Fixed weights (member ids) and the upper bounds on m stay as they are; lambda too
+ * (labels are picked from the doubtful band, so their share of matches says nothing of the run's).
+ */
+export function withLabelledCounts(
+  fields: readonly FieldSpec[], priors: readonly FieldPrior[], model: FellegiSunterModel, counts: LevelCounts, strength: LabelStrength,
+): FellegiSunterModel {
+  const blend = (fitted: number[][], labelled: readonly (readonly number[])[], k: number) => fitted.map((levels, f) => {
+    const observed = labelled[f];
+    if (observed === undefined) return levels;
+    const total = observed.reduce((sum, n) => sum + n, 0);
+    if (total === 0) return levels;
+    return normalised(levels.map((p, level) => (p * k + (observed[level] ?? 0)) / (k + total)));
+  });
+  const m = blend(model.m, counts.matches, strength.m).map((levels, f) => bounded(levels, priors[f]?.maxM));
+  const u = blend(model.u, counts.nonMatches, strength.u);
+  return { ...modelFrom(fields, priors, m, u, model.lambda, model.iterations, model.usedDefaults), alternativeShare: model.alternativeShare };
+}
+
 /**
  * Term-frequency adjustment: agreeing on "Smith" is weaker evidence than agreeing on "Zbigniewski".
  * For a value with share tf among the practice's records, the Bayes factor of exact agreement is

@@ -4,6 +4,7 @@ import { CandidateFinder, buildBlockIndex, defaultCandidateSearch, type Candidat
 import { compareKeys } from './decide.js';
 import { comparePeople, type PairComparison } from './features.js';
 import { emptyRecord, type CanonicalRecord } from './fields.js';
+import { bandLogOdds, bandModel, type LearnedEvidence } from './learning.js';
 import { preparePerson, type PreparedPerson } from './prepare.js';
 import {
   applyHybridRules, fellegiSunterLogOdds, fitPersonModel, fuzzyLogOdds, householdsPresent,
@@ -79,6 +80,10 @@ export interface PersonLinkOptions {
   practiceIds?: readonly string[];
   /** HYBRID: the confidence look-alike rules cap a pair at (inside the review band; default 0.65). */
   reviewCap?: number;
+  /** ML_MODEL, HYBRID: the practice's labelled pairs (learning.ts); without them the run learns from itself alone. */
+  learned?: LearnedEvidence | undefined;
+  /** The doubtful band [floor, acceptAt) the learned band model re-scores (learning.ts); default 0.5 to 0.8. */
+  band?: { floor: number; acceptAt: number };
 }
 
 /** A prepared record's content as a key: two loads of the same row give the same key. */
@@ -155,7 +160,7 @@ function linkInCanonicalOrder(
     for (const pairs of pairsByIncoming) for (const pair of pairs) pair.logOdds = fuzzyLogOdds(pair.comparison);
   } else {
     const usableIncoming = incoming.filter((person): person is PreparedPerson => person !== null && person.usable);
-    model = fitPersonModel(pairsByIncoming.map((pairs) => pairs.map((pair) => pair.comparison)), usableIncoming, practice);
+    model = fitPersonModel(pairsByIncoming.map((pairs) => pairs.map((pair) => pair.comparison)), usableIncoming, practice, options.learned);
     const context: RuleContext = { reviewCap: options.reviewCap ?? DEFAULT_REVIEW_CAP, householdsPresent: householdsPresent(model) };
     for (const pairs of pairsByIncoming) {
       for (const pair of pairs) {
@@ -168,8 +173,30 @@ function linkInCanonicalOrder(
         }
       }
     }
+    if (options.learned !== undefined) settleDoubtfulPairs(pairsByIncoming, options.learned, model, options.band ?? DEFAULT_BAND);
   }
   return { pairsByIncoming, compared, blocks: index.blocks.size, model };
+}
+
+const DEFAULT_BAND = { floor: 0.5, acceptAt: 0.8 };
+const logit = (p: number): number => Math.log(p / (1 - p));
+
+/**
+ * Re-scores the pairs that land in the review band with the practice's labelled pairs (a pair's
+ * own posterior, before its record's candidates compete, decides whether it is doubtful). The band
+ * model can only lower a pair: see learning.ts bandModel.
+ */
+function settleDoubtfulPairs(pairsByIncoming: PersonPair[][], learned: LearnedEvidence, model: PersonModel, band: { floor: number; acceptAt: number }): void {
+  const second = bandModel(learned.counts, model.fs.m);
+  if (second === null) return;
+  const low = logit(band.floor);
+  const high = logit(Math.min(band.acceptAt, 0.999999));
+  for (const pairs of pairsByIncoming) {
+    for (const pair of pairs) {
+      if (pair.logOdds < low || pair.logOdds >= high) continue;
+      pair.logOdds = Math.min(pair.logOdds, bandLogOdds(second, pair.comparison.levels));
+    }
+  }
 }
 
 export function preparePractice(patients: readonly PracticePersonFields[]): PreparedPerson[] {

@@ -3,10 +3,11 @@
 import { MISSING } from './compare.js';
 import { comparePeople, F, PERSON_FIELDS, type PairComparison } from './features.js';
 import {
-  fitFellegiSunter, PatternCounter, patternLogBf, TermFrequencies,
+  fitFellegiSunter, PatternCounter, patternLogBf, TermFrequencies, withLabelledCounts,
   type Alternative, type FellegiSunterModel, type FieldPrior,
 } from './fellegi-sunter.js';
 import type { PreparedPerson } from './prepare.js';
+import { LABEL_STRENGTH, type LearnedEvidence } from './learning.js';
 import { DOB_LEVELS, EMAIL_LEVELS, isOneEditApart, PHONE_LEVELS } from './compare.js';
 
 // ---------------------------------------------------------------- FUZZY_MATCH
@@ -272,12 +273,15 @@ export interface PersonModel {
 
 /**
  * Fits the model: u from random pairs (fixed), then m and lambda by EM on the candidate pairs,
- * grouped by incoming record (a record matches at most one practice record).
+ * grouped by incoming record (a record matches at most one practice record). With the practice's
+ * labelled pairs (`learned`), the fit is then moved towards them (learning.ts); without, nothing
+ * changes.
  */
 export function fitPersonModel(
   comparisonsByRecord: readonly (readonly PairComparison[])[],
   incoming: readonly PreparedPerson[],
   practice: readonly PreparedPerson[],
+  learned?: LearnedEvidence,
 ): PersonModel {
   const counter = new PatternCounter();
   const groups = comparisonsByRecord.map((comparisons) => Int32Array.from(comparisons, (comparison) => counter.add(comparison.levels)));
@@ -290,9 +294,13 @@ export function fitPersonModel(
     alternative: householdAlternative(fixedU),
   };
   let fs = fitFellegiSunter(PERSON_FIELDS, PERSON_PRIORS, counter.patterns(), settings, groups);
+  let priors = PERSON_PRIORS;
   if (householdShare(fs) >= HOUSEHOLDS_PRESENT_RATIO) {
-    fs = fitFellegiSunter(PERSON_FIELDS, PRIORS_WITH_HOUSEHOLDS, counter.patterns(), { ...settings, start: fs }, groups);
+    priors = PRIORS_WITH_HOUSEHOLDS;
+    fs = fitFellegiSunter(PERSON_FIELDS, priors, counter.patterns(), { ...settings, start: fs }, groups);
   }
+  // The household hypothesis below is derived from this m and u, so it learns from the labels too.
+  if (learned !== undefined) fs = withLabelledCounts(PERSON_FIELDS, priors, fs, learned.counts, LABEL_STRENGTH);
   return {
     fs,
     household: householdModel(fs),

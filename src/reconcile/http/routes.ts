@@ -26,9 +26,11 @@ import type { JobVault, PracticeJobVault } from '../jobs/sealed.js';
 import { entityResourceType } from '../jobs/runner.js';
 import { activeJobCount, cancelJob, findJob, insertJob, listJobs, setInputChunks, type JobRow, type SalesInput, type TransactionSettings } from '../jobs/store.js';
 import {
-  ApplyResult, CreateJobQuery, DEFAULT_REVIEW_FLOOR, DecisionsBody, DecisionsResult, ExportQuery, Job, JobListQuery, JobParams, MatchesQuery, MatchRow,
+  ApplyResult, CreateJobQuery, DEFAULT_REVIEW_FLOOR, DecisionsBody, DecisionsResult, ExportQuery, Job, JobListQuery, JobParams, LearnedModel, MatchesQuery, MatchRow,
   SaleRow, SalesQuery,
 } from './schema.js';
+import { currentModel, fitPracticeModel, recordLabels, type PracticeModel } from '../review/learning.js';
+import { LEARNING_ALGORITHMS } from '../jobs/runner.js';
 import { exportCsv, exportRows, exportSalesCsv } from './export.js';
 import { saleLines } from '../review/sales.js';
 import { saleEntityIds } from '../engine/transactions.js';
@@ -97,6 +99,7 @@ export function toJob(job: JobRow): Job {
     },
     createdBy: { type: job.created_by_type, id: job.created_by_id },
     error: job.error_code === null ? null : { code: job.error_code, message: job.error_message ?? '' },
+    modelVersion: job.options.modelVersion ?? null,
   };
 }
 
@@ -129,6 +132,18 @@ function requireTransactionColumns(name: 'redemptions' | 'sales', columns: reado
   if (missing.length === 0) return;
   throw new AppError('INVALID_FILE', 400, `The ${name} file needs ${missing.join(' and ')} column (e.g. "Date", "Amount"); name it in fieldMapping if it is called otherwise`,
     columns.slice(0, 100).map((c) => ({ field: `${name}.${c.column.slice(0, 100)}`, message: c.readAs === null ? 'not recognised' : `read as ${c.readAs}` })));
+}
+
+/** The model as GET /reconciliations/model shows it (version 0 before any label). */
+function describeModel(model: PracticeModel | null): LearnedModel {
+  const usedBy = [...LEARNING_ALGORITHMS];
+  if (model === null) {
+    return { version: 0, status: 'no labels yet', trainingSetSize: 0, labels: { matches: 0, nonMatches: 0 }, metrics: null, usedBy, jobId: null, createdAt: null };
+  }
+  return {
+    version: model.version, status: 'trained', trainingSetSize: model.trainingSize,
+    labels: { matches: model.matchCount, nonMatches: model.nonMatchCount }, metrics: model.metrics, usedBy, jobId: model.jobId, createdAt: model.createdAt,
+  };
 }
 
 /** The named job schema (components.schemas.ReconciliationJob), referred to by the list. */
@@ -273,6 +288,24 @@ export const reconciliationJobRoutes: FastifyPluginAsync<ReconciliationJobRouteO
       const { page, limit, status } = request.query;
       const { jobs, total } = await withPractice(app.db, principal.practiceId, (tx) => listJobs(tx, principal.practiceId, page, limit, status));
       return { data: jobs.map(toJob), pagination: pagination(page, limit, total) };
+    },
+  );
+
+  app.get(
+    '/reconciliations/model',
+    {
+      config: { permission: 'read:patients' },
+      schema: {
+        tags: ['AI'], summary: 'The practice\'s model learned from reviewers\' decisions: version, training set, metrics',
+        description: 'Each apply of a PATIENTS job turns its decisions into labelled pairs (comparison levels only, no values) and makes a new version; the next PATIENTS job with ML_MODEL or HYBRID is scored with the latest (its `modelVersion`). A practice without labels gets version 0.',
+        operationId: 'getReconciliationModel',
+        response: { 200: LearnedModel, ...errorResponses(401, 403, 429) },
+      },
+    },
+    async (request) => {
+      const principal = principalOf(request);
+      const model = await withPractice(app.db, principal.practiceId, (tx) => currentModel(tx, principal.practiceId));
+      return describeModel(model);
     },
   );
 
@@ -481,11 +514,15 @@ export const reconciliationJobRoutes: FastifyPluginAsync<ReconciliationJobRouteO
         requireSucceeded(job);
         const records = await allRecords(tx, job.id);
         let outcome: { applied: { recordIndex: number; entityId: string | null; error: string | null }[]; linked: string[]; created: string[] };
+        let labelled = 0;
+        let model: PracticeModel | null = null;
         if (job.kind === 'PATIENTS') {
           const rows = await jobVault.loadRowRange(tx, job.id, 'input', 0, job.rows_read);
           outcome = await applyPatientDecisions(tx, {
             practiceId: principal.practiceId, keys, source: job.source, fieldMapping: job.options.fieldMapping, records, rows, checkSchema, fromWrite: fromPatientWriteV1,
           });
+          labelled = await recordLabels(tx, { practiceId: principal.practiceId, jobId: job.id, keys, fieldMapping: job.options.fieldMapping, records, rows });
+          if (labelled > 0) model = await fitPracticeModel(tx, principal.practiceId, job.id, Number(job.confidence_threshold));
         } else {
           const applied = records.filter((r) => r.applied_at === null && (acceptedEntity(r) !== null || r.decision === 'reject'))
             .map((r) => ({ recordIndex: r.record_index, entityId: acceptedEntity(r), error: null }));
@@ -496,13 +533,15 @@ export const reconciliationJobRoutes: FastifyPluginAsync<ReconciliationJobRouteO
         await recordAudit(tx, {
           ...actorOf(request, principal),
           action: 'reconciliation.apply', resourceType: 'patient', resourceIds: [...new Set([...outcome.linked, ...outcome.created])], outcome: 'success',
-          details: { jobId: job.id, linked: outcome.linked.length, created: outcome.created.length, failed: outcome.applied.filter((a) => a.error !== null).length },
+          details: { jobId: job.id, linked: outcome.linked.length, created: outcome.created.length, failed: outcome.applied.filter((a) => a.error !== null).length, labelled, modelVersion: model?.version ?? null },
         });
         return {
           linked: outcome.linked.length,
           created: outcome.created.length,
           failed: outcome.applied.filter((a) => a.error !== null).length,
           rows: outcome.applied,
+          labelled,
+          modelVersion: model?.version ?? null,
         };
       });
     },

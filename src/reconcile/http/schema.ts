@@ -88,6 +88,9 @@ export const Job = Type.Object(
     }),
     createdBy: Type.Object({ type: StringEnum(['user', 'api_key'] as const), id: Type.String() }),
     error: Type.Union([Type.Object({ code: Type.String(), message: Type.String() }), Type.Null()]),
+    modelVersion: Type.Union([Type.Integer(), Type.Null()], {
+      description: 'PATIENTS jobs with ML_MODEL or HYBRID: the version of the practice\'s learned model the job was scored with (0: none yet; see GET /reconciliations/model). null: not run yet, or a kind or algorithm that does not learn.',
+    }),
   },
   { $id: 'ReconciliationJob' },
 );
@@ -155,7 +158,31 @@ export const ApplyResult = Type.Object({
   created: Type.Integer({ description: 'Patients created from "new" rows.' }),
   failed: Type.Integer(),
   rows: Type.Array(Type.Object({ recordIndex: Type.Integer(), entityId: Type.Union([Type.String(), Type.Null()]), error: Type.Union([Type.String(), Type.Null()]) })),
+  labelled: Type.Integer({ description: 'PATIENTS: labelled pairs the decisions added to the practice\'s training set (comparison levels only, no values).' }),
+  modelVersion: Type.Union([Type.Integer(), Type.Null()], { description: 'The model version these labels made (null: no new labels, no new version).' }),
 });
+
+const Rate = Type.Union([Type.Number({ minimum: 0, maximum: 1 }), Type.Null()]);
+
+export const LearnedModel = Type.Object({
+  version: Type.Integer({ minimum: 0, description: '0: no labels yet. Each apply that adds labels makes the next version; the next PATIENTS job (ML_MODEL or HYBRID) uses the latest.' }),
+  status: StringEnum(['no labels yet', 'trained'] as const),
+  trainingSetSize: Type.Integer({ minimum: 0, description: 'Labelled pairs: a reviewer\'s accept or choose is a match, reject or new makes the suggestion a non-match.' }),
+  labels: Type.Object({ matches: Type.Integer({ minimum: 0 }), nonMatches: Type.Integer({ minimum: 0 }) }),
+  metrics: Type.Union([
+    Type.Object({
+      evaluated: Type.Integer(),
+      threshold: Type.Number({ description: 'The accept threshold of the job whose apply made this version.' }),
+      precision: Rate,
+      recall: Rate,
+    }, { description: 'Leave-one-out over the labelled pairs: each scored by the model made of the others (docs/reconciliation.md).' }),
+    Type.Null(),
+  ]),
+  usedBy: Type.Array(StringEnum(ALGORITHMS), { description: 'The algorithms that use the model.' }),
+  jobId: Type.Union([Type.String({ format: 'uuid' }), Type.Null()], { description: 'The applied job that made this version.' }),
+  createdAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+});
+export type LearnedModel = Static<typeof LearnedModel>;
 
 export const ExportQuery = Type.Object(
   {

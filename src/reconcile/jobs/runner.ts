@@ -19,6 +19,7 @@ import type { PhiKeyring } from '../../db/field-encryption.js';
 import type { ReconcileJob } from '../worker.js';
 import { EvidenceWriter, scoreEvidence } from '../review/evidence.js';
 import { clearRecords, insertRecords, type Band, type NewRecord, type RecordDetail } from '../review/store.js';
+import { currentModel, learnedEvidence } from '../review/learning.js';
 import type { JobVault, PracticeJobVault } from './sealed.js';
 import { failJob, findJob, finishJob, heartbeat, JOB_QUEUE, startAttempt, type JobRow } from './store.js';
 
@@ -40,6 +41,10 @@ export interface JobRunnerOptions {
   /** A job whose runs were interrupted this many times is failed instead of run again. */
   maxAttempts: number;
 }
+
+/** The algorithms that use the practice's learned model (FUZZY_MATCH has fixed weights). */
+export const LEARNING_ALGORITHMS = ['ML_MODEL', 'HYBRID'] as const;
+const learns = (job: JobRow) => job.kind === 'PATIENTS' && (LEARNING_ALGORITHMS as readonly string[]).includes(job.algorithm);
 
 const isTransactionMatch = (match: ReconciliationMatch): match is TransactionMatch => match.entityType === 'SALE';
 
@@ -174,13 +179,14 @@ export class ReconcileJobRunner {
         const rows = await jobVault.loadRows(tx, jobId, 'input');
         const practice = job.kind === 'PATIENTS' ? await loadPracticePatients(tx, keys, practiceId) : job.kind === 'APPOINTMENTS' ? await loadPracticeAppointments(tx, keys, practiceId) : [];
         const sales = job.kind === 'TRANSACTIONS' ? await salesOf(tx, job, jobVault) : [];
-        return { job, rows, practice, sales };
+        const model = learns(job) ? await currentModel(tx, practiceId) : null;
+        return { job, rows, practice, sales, model };
       });
-      const { job, rows, practice, sales } = loaded;
+      const { job, rows, practice, sales, model } = loaded;
       const candidates = job.kind === 'TRANSACTIONS' ? sales.length : practice.length;
       if (!(await withPractice(db, practiceId, (tx) => heartbeat(tx, jobId, token, leaseMs, { phase: 'scoring', candidates })))) return;
       // The engine returns everything at or above the floor; acceptAt tells HYBRID where the review band ends.
-      const options = { algorithm: job.algorithm, confidence: Number(job.review_floor), acceptAt: Number(job.confidence_threshold), oneToOne: job.options.oneToOne, ...(job.options.fieldMapping ? { fieldMapping: job.options.fieldMapping } : {}) };
+      const options = { algorithm: job.algorithm, confidence: Number(job.review_floor), acceptAt: Number(job.confidence_threshold), oneToOne: job.options.oneToOne, ...(job.options.fieldMapping ? { fieldMapping: job.options.fieldMapping } : {}), ...(model === null ? {} : { learned: learnedEvidence(model) }) };
       const engineJob: ReconcileJob = job.kind === 'PATIENTS'
         ? { target: 'PATIENTS', practice: practice as PracticePatient[], incoming: rows, options }
         : job.kind === 'APPOINTMENTS'
@@ -197,11 +203,12 @@ export class ReconcileJobRunner {
         await insertRecords(tx, practiceId, jobId, records);
         const finished = await finishJob(tx, jobId, token, { ...counts, pairsScored: result.stats.compared, candidates });
         if (!finished) throw new LostClaim();
+        if (learns(job)) await recordModelVersion(tx, jobId, model?.version ?? 0);
         await recordAudit(tx, {
           practiceId, actorType: 'system', actorId: null, action: 'reconciliation.job.completed',
           resourceType: entityResourceType(job),
           resourceIds: entityResourceType(job) === 'reconciliation_job' ? [jobId] : [...new Set(records.flatMap((r) => (r.entityId === null ? [] : [r.entityId])))],
-          outcome: 'success', details: { jobId, attempt, rows: rows.length, ...counts },
+          outcome: 'success', details: { jobId, attempt, rows: rows.length, ...counts, ...(learns(job) ? { modelVersion: model?.version ?? 0 } : {}) },
         });
       });
     } catch (error) {
@@ -222,6 +229,11 @@ export class ReconcileJobRunner {
       clearInterval(renew);
     }
   }
+}
+
+/** Which learned model the job was scored with, kept in its options (shown as the job's modelVersion). */
+async function recordModelVersion(tx: Queryable, jobId: string, version: number): Promise<void> {
+  await tx.query(`UPDATE reconciliation_jobs SET options = options || jsonb_build_object('modelVersion', $2::int) WHERE id = $1`, [jobId, version]);
 }
 
 class LostClaim extends Error {

@@ -40,6 +40,8 @@ export interface JobOptions {
   encoding: string;
   delimiter: string | null;
   badRowCount: number;
+  /** Set when a PATIENTS job with ML_MODEL or HYBRID runs: the learned model version it used (0: none). */
+  modelVersion?: number;
 }
 
 export interface JobRow {
