@@ -7,7 +7,7 @@
 //   postgres    PostgreSQL restarted (pg_ctl restart -m fast)
 //   redis       Redis restarted
 //   redis-down  Redis stopped for DRILL_REDIS_DOWN_S seconds (default 60)
-//   clock       one instance restarted with libfaketime, its clock DRILL_SKEW_S ahead (default 20)
+//   clock       one instance restarted under faketime with its clock DRILL_SKEW_S ahead (default 20)
 //
 // Per fault it prints the requests, errors by status, the longest run of errors, the recovery time
 // (from the moment the fault is healed to the last error), and the invariants checked afterwards:
@@ -30,12 +30,12 @@
 //   DRILL_CLIENTS=8 DRILL_REDIS_DOWN_S=60 DRILL_SKEW_S=20 npm run drill
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { HAPROXY_503_FILE, readHaproxyConfigForDrill, readServiceUnit, unitEnvironment, unitScript } from './deploy-files.js';
-import { freePort, sleep, startInstance, stopInstances, type Instance } from './instances.js';
+import { freePort, portReleased, sleep, startInstance, stopInstances, type Instance } from './instances.js';
 
 const CLIENTS = Number(process.env.DRILL_CLIENTS ?? 8);
 const REDIS_DOWN_S = Number(process.env.DRILL_REDIS_DOWN_S ?? 60);
@@ -453,17 +453,6 @@ function summarise(samples: Sample[], healedAt: number, dependencyOutage: boolea
 
 // ---------------------------------------------------------------- the drill
 
-/**
- * libfaketime preloaded into the server itself. Not the `faketime` command: it forks, so the
- * SIGTERM meant for the server stops only the wrapper, and the skewed server lives on, still
- * holding its port (and answering the next start's health check in its place).
- */
-function skewedClock(seconds: number): Record<string, string> {
-  const library = ['/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1', '/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1', '/usr/lib/faketime/libfaketime.so.1'].find((path) => existsSync(path));
-  if (!library) throw new Error('libfaketime.so.1 not found (Debian: apt-get install libfaketime)');
-  return { LD_PRELOAD: library, FAKETIME: `+${seconds}s` };
-}
-
 const TOOLS: Record<string, string> = { haproxy: 'haproxy', faketime: 'faketime', 'redis-server': 'redis-server', 'redis-cli': 'redis-tools' };
 
 /** On a fresh Debian machine, as root, the drill installs what it runs; elsewhere it says what is missing. */
@@ -530,7 +519,7 @@ async function main(): Promise<void> {
     if (unitScript(unit) !== 'dist/main.js') throw new Error(`the unit runs ${unitScript(unit)}; the drill runs dist/main.js`);
     if (unit.killSignal !== 'SIGTERM') throw new Error(`the unit stops with ${unit.killSignal}; the drill stops with SIGTERM`);
     const instanceEnv = (i: number) => ({ ...unitEnvironment(unit, String(i + 1).padStart(2, '0')), ...env });
-    const startAt = (i: number, extraEnv: Record<string, string> = {}) => startInstance({ ...instanceEnv(i), ...extraEnv }, dataDirs[i]!, { built: true, port: ports[i]! });
+    const startAt = (i: number, wrapper: string[] = []) => startInstance(instanceEnv(i), dataDirs[i]!, { built: true, port: ports[i]!, wrapper });
     // One after the other: the first creates the schema and the administrator.
     for (let i = 0; i < 3; i++) instances.push(await startAt(i));
     await haproxy.start();
@@ -558,9 +547,10 @@ async function main(): Promise<void> {
     const load = Array.from({ length: CLIENTS }, (_, i) => sleep(i * 150).then(() => virtualUser(world, i, () => !stopLoad)));
 
     let observedSkew: number | undefined;
-    const restartInstance = async (i: number, extraEnv: Record<string, string> = {}) => {
+    const restartInstance = async (i: number, wrapper: string[] = []) => {
       await stopInstances([instances[i]!]);
-      instances[i] = await startAt(i, extraEnv);
+      await portReleased(ports[i]!);
+      instances[i] = await startAt(i, wrapper);
     };
     const phases: Array<{ fault: string; outage: boolean; inject: () => Promise<number> }> = [
       { fault: 'baseline', outage: false, inject: async () => now() },
@@ -606,7 +596,7 @@ async function main(): Promise<void> {
         fault: 'clock',
         outage: false,
         inject: async () => {
-          await restartInstance(2, skewedClock(SKEW_S));
+          await restartInstance(2, ['faketime', '-f', `+${SKEW_S}s`]);
           const skewedAt = now();
           const answer = await fetch(`${instances[2]!.base}/health`);
           observedSkew = (Date.parse(answer.headers.get('date') ?? '') - Date.now()) / 1000;

@@ -13,6 +13,8 @@ export interface Instance {
   child: ChildProcess;
   /** What the server printed on stderr so far. */
   stderr(): string;
+  /** Started under a wrapper, as its own process group (stopped as a group). */
+  grouped: boolean;
 }
 
 export function freePort(): Promise<number> {
@@ -63,7 +65,10 @@ export async function startInstance(
   const port = fixedPort ?? (await freePort());
   const node = [process.execPath, ...(built ? ['dist/main.js'] : ['--import', 'tsx', 'src/main.ts'])];
   const [command, ...args] = [...wrapper, ...node] as [string, ...string[]];
+  // Under a wrapper (faketime forks the server) the child leads its own process group, so a stop
+  // reaches the server too, not only the wrapper (a skewed server would outlive it on its port).
   const child = spawn(command, args, {
+    detached: wrapper.length > 0,
     cwd: ROOT,
     // Metrics off unless asked for: instances side by side would all want METRICS_PORT's default.
     env: { ...process.env, ...env, METRICS_PORT: env.METRICS_PORT ?? '0', PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir },
@@ -73,13 +78,16 @@ export async function startInstance(
   child.stderr!.on('data', (chunk) => (err += String(chunk)));
   const base = `http://127.0.0.1:${port}`;
   await waitHealthy(base, child, () => err);
-  return { base, child, stderr: () => err };
+  return { base, child, stderr: () => err, grouped: wrapper.length > 0 };
 }
 
 /** SIGTERM every instance still running and wait for it to exit. */
 export async function stopInstances(instances: Instance[]): Promise<void> {
   const running = instances.filter((instance) => instance.child.exitCode === null && instance.child.signalCode === null);
-  for (const instance of running) instance.child.kill('SIGTERM');
+  for (const instance of running) {
+    if (instance.grouped) process.kill(-instance.child.pid!, 'SIGTERM');
+    else instance.child.kill('SIGTERM');
+  }
   await Promise.all(running.map((instance) => new Promise((resolve) => instance.child.once('exit', resolve))));
 }
 
@@ -87,4 +95,12 @@ export async function stopInstances(instances: Instance[]): Promise<void> {
 export function rssMiB(pid: number): number {
   const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return match ? Number(match[1]) / 1024 : Number.NaN;
+}
+
+/** Waits until nothing answers on the port (a server stopped as a group may exit after its wrapper). */
+export async function portReleased(port: number, timeoutMs = 30_000): Promise<void> {
+  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; await sleep(100)) {
+    if (!(await fetch(`http://127.0.0.1:${port}/health`).then(() => true, () => false))) return;
+  }
+  throw new Error(`port ${port} still answers ${timeoutMs} ms after its server was stopped`);
 }
