@@ -17,6 +17,7 @@ import { chromium, type Browser, type BrowserContext, type Page } from 'playwrig
 import { totp } from '../../src/auth/totp.js';
 import { withPractice } from '../../src/db/scope.js';
 import { PAGE_CSP, PAGE_PATH } from '../../src/web/routes.js';
+import { encryptPlaintextPatients } from '../../src/patients/encrypt-existing.js';
 import { startTestApp } from '../helpers/app.js';
 import { databaseTargets, migratedDatabase } from '../helpers/databases.js';
 import { createTestPractice } from '../helpers/identity.js';
@@ -74,6 +75,8 @@ describe(`the review page in headless Chromium (${target.kind})`, async () => {
     }
     return ids;
   });
+  // Inserted in plain text with SQL: sealed as the first start after migration 015 does.
+  await encryptPlaintextPatients(app.db, app.keyring);
   const origin = await app.listen({ host: '127.0.0.1', port: 0 });
 
   let browser: Browser;
